@@ -1,0 +1,23 @@
+//! Wire formats shared by every supernode component.
+//!
+//! Everything here is *sans-IO*: pure functions and plain data over byte slices. No sockets, no
+//! clocks, no async. The relay, the rendezvous and the client SDK all build on it.
+//!
+//! - [`demux`] tells what a datagram on a shared UDP socket is by its first byte (RFC 7983).
+//! - [`channel_data`] frames TURN ChannelData messages (RFC 8656 §12.4), which the STUN codec
+//!   does not cover.
+//! - [`frame`] splits a TCP/TLS byte stream into STUN and ChannelData messages (RFC 8656 §12.5).
+//! - [`stun`] holds helpers around the [`stun_rs`] codec: cheap header checks, encoding, and
+//!   building error responses.
+//! - [`credentials`] implements TURN REST ephemeral credentials (the scheme of coturn's
+//!   `static-auth-secret`) and long-term credential keys (RFC 8489 §9.2).
+//!
+//! The [`stun_rs`] crate is re-exported so that every component uses the same codec version.
+
+pub mod channel_data;
+pub mod credentials;
+pub mod demux;
+pub mod frame;
+pub mod stun;
+
+pub use stun_rs;
