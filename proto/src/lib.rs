@@ -9,6 +9,7 @@
 //! - [`frame`] splits a TCP/TLS byte stream into STUN and ChannelData messages (RFC 8656 §12.5).
 //! - [`stun`] holds helpers around the [`stun_rs`] codec: cheap header checks, encoding, and
 //!   building error responses.
+//! - [`turn`] parses Send and writes Data indications on the relay's hot path without allocating.
 //! - [`credentials`] implements TURN REST ephemeral credentials (the scheme of coturn's
 //!   `static-auth-secret`) and long-term credential keys (RFC 8489 §9.2).
 //!
@@ -19,5 +20,6 @@ pub mod credentials;
 pub mod demux;
 pub mod frame;
 pub mod stun;
+pub mod turn;
 
 pub use stun_rs;
