@@ -9,6 +9,9 @@
 //! - [`frame`] splits a TCP/TLS byte stream into STUN and ChannelData messages (RFC 8656 §12.5).
 //! - [`stun`] holds helpers around the [`stun_rs`] codec: cheap header checks, encoding, and
 //!   building error responses.
+//! - [`identity`] holds peer identities: ed25519 keys and printable peer ids.
+//! - [`signal`] carries signalling (registration, connect, punch, relay directory) inside STUN
+//!   messages, with sans-IO peer and relay clients.
 //! - [`turn`] parses Send and writes Data indications on the relay's hot path without allocating.
 //! - [`credentials`] implements TURN REST ephemeral credentials (the scheme of coturn's
 //!   `static-auth-secret`) and long-term credential keys (RFC 8489 §9.2).
@@ -19,6 +22,8 @@ pub mod channel_data;
 pub mod credentials;
 pub mod demux;
 pub mod frame;
+pub mod identity;
+pub mod signal;
 pub mod stun;
 pub mod turn;
 
