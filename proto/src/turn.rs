@@ -72,10 +72,8 @@ pub fn parse_send(msg: &[u8]) -> Result<Send<'_>, SendError> {
             }
             DATA if data.is_none() => data = Some(value),
             DONT_FRAGMENT => dont_fragment = true,
-            FINGERPRINT => {
-                if stun::check_fingerprint(msg) != Some(true) {
-                    return Err(SendError::BadFingerprint);
-                }
+            FINGERPRINT if stun::check_fingerprint(msg) != Some(true) => {
+                return Err(SendError::BadFingerprint);
             }
             k if k < 0x8000 && k != XOR_PEER_ADDRESS && k != DATA => {
                 return Err(SendError::UnknownRequired(k));
