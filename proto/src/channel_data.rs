@@ -18,8 +18,19 @@ use std::ops::RangeInclusive;
 /// Size of the ChannelData header.
 pub const HEADER_LEN: usize = 4;
 
-/// Channel numbers a client may bind (RFC 8656 §12).
+/// Channel numbers supernode's own clients bind (RFC 8656 §12), inside the first-byte range
+/// RFC 7983 gives TURN channels, so they can share a socket with DTLS and RTP.
 pub const CHANNEL_RANGE: RangeInclusive<u16> = 0x4000..=0x4FFF;
+
+/// Channel numbers a server accepts: RFC 5766 allowed up to 0x7FFF and deployed clients
+/// (coturn's among them) still use that range. A relay's client-facing socket carries only STUN
+/// and ChannelData, so accepting it costs nothing.
+pub const ACCEPTED_RANGE: RangeInclusive<u16> = 0x4000..=0x7FFF;
+
+/// True if `first_byte` starts a ChannelData message with a channel in [`ACCEPTED_RANGE`].
+pub fn is_channel_data(first_byte: u8) -> bool {
+    (0x40..=0x7F).contains(&first_byte)
+}
 
 /// Why bytes are not a ChannelData message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,8 +38,8 @@ pub enum Error {
     /// Fewer than the four header bytes.
     #[error("shorter than the ChannelData header")]
     TooShort,
-    /// The channel number is outside 0x4000–0x4FFF.
-    #[error("channel number {0:#06x} outside 0x4000-0x4FFF")]
+    /// The channel number is outside 0x4000–0x7FFF.
+    #[error("channel number {0:#06x} outside 0x4000-0x7FFF")]
     BadChannel(u16),
     /// The length field claims more data than is present.
     #[error("claims {claimed} bytes of data, {available} present")]
@@ -49,7 +60,7 @@ pub enum Error {
 /// A decoded ChannelData message borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelData<'a> {
-    /// Channel number, within [`CHANNEL_RANGE`].
+    /// Channel number, within [`ACCEPTED_RANGE`].
     pub channel: u16,
     /// The application data, without padding.
     pub data: &'a [u8],
@@ -93,7 +104,7 @@ pub fn decode_header(buf: &[u8]) -> Result<(u16, usize), Error> {
         return Err(Error::TooShort);
     };
     let channel = u16::from_be_bytes([a, b]);
-    if !CHANNEL_RANGE.contains(&channel) {
+    if !ACCEPTED_RANGE.contains(&channel) {
         return Err(Error::BadChannel(channel));
     }
     Ok((channel, usize::from(u16::from_be_bytes([c, d]))))
@@ -136,8 +147,8 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(ChannelData::decode(&[0x40, 0x00]), Err(Error::TooShort));
         assert_eq!(
-            ChannelData::decode(&[0x50, 0x00, 0x00, 0x00]),
-            Err(Error::BadChannel(0x5000))
+            ChannelData::decode(&[0x80, 0x00, 0x00, 0x00]),
+            Err(Error::BadChannel(0x8000))
         );
         assert_eq!(
             ChannelData::decode(&[0x40, 0x00, 0x00, 0x05, 1, 2]),
@@ -164,7 +175,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(channel in CHANNEL_RANGE, data in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        fn round_trip(channel in ACCEPTED_RANGE, data in proptest::collection::vec(any::<u8>(), 0..1500)) {
             let msg = ChannelData { channel, data: &data };
             let mut out = vec![0u8; HEADER_LEN + data.len()];
             let n = msg.encode(&mut out).unwrap();
@@ -175,7 +186,8 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(msg) = ChannelData::decode(&bytes) {
-                prop_assert!(CHANNEL_RANGE.contains(&msg.channel));
+                prop_assert!(ACCEPTED_RANGE.contains(&msg.channel));
+                prop_assert!(is_channel_data(bytes[0]));
                 prop_assert!(msg.data.len() + HEADER_LEN <= bytes.len());
             }
         }

@@ -37,7 +37,13 @@ pub fn next(buf: &[u8]) -> Result<Option<Frame>, Error> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
-    match demux::classify(buf) {
+    // Servers accept the RFC 5766 channel range, wider than RFC 7983's ChannelData bytes.
+    let kind = if channel_data::is_channel_data(first) {
+        demux::Kind::ChannelData
+    } else {
+        demux::classify(buf)
+    };
+    match kind {
         demux::Kind::Stun => {
             if buf.len() < stun::HEADER_LEN {
                 return Ok(None);
@@ -98,7 +104,7 @@ mod tests {
         assert!(next(rest).unwrap().is_some());
         assert_eq!(next(&[]).unwrap(), None);
         assert_eq!(next(&[0x40, 0x00, 0x00, 0x05, 1]).unwrap(), None);
-        assert_eq!(next(b"hello"), Err(Error::NotTurn(b'h')));
+        assert_eq!(next(&[0xff, 0, 0, 0]), Err(Error::NotTurn(0xff)));
     }
 
     proptest! {

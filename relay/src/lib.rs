@@ -16,4 +16,7 @@
 //! readable socket, read datagrams and hand them to the core; send what it returns; open and
 //! close relay sockets it asks for; every so often copy its counters into the metrics.
 
+pub mod config;
+pub mod driver;
+pub mod metrics;
 pub mod server;

@@ -43,6 +43,12 @@ use std::time::{Duration, Instant};
 /// fills if it stops doing so; further responses are then dropped and counted.
 pub const MAX_PENDING_TRANSMITS: usize = 4096;
 
+/// Ports held for RESERVATION-TOKENs at once.
+pub const MAX_RESERVATIONS: usize = 4096;
+
+/// How long a reserved port waits for its Allocate (RFC 8656 §7.2: about 30 seconds).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+
 /// Default allocation lifetime (RFC 8656 §7).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -89,6 +95,12 @@ impl AllocId {
     /// Packs the id into a `u64` (for use as an event-loop token).
     pub fn to_u64(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The slot index: small, dense, and unique among live allocations (drivers index their
+    /// socket tables with it).
+    pub fn index(self) -> usize {
+        self.index as usize
     }
 
     /// Unpacks an id made by [`AllocId::to_u64`].
@@ -207,6 +219,15 @@ impl Clock {
     }
 }
 
+/// A relay port held for a later Allocate carrying RESERVATION-TOKEN (EVEN-PORT with R set).
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    /// The reserved relay address.
+    addr: SocketAddr,
+    /// When the port goes back to the pool.
+    expires: Instant,
+}
+
 /// The TURN server state machine.
 pub struct Server {
     /// Validated configuration.
@@ -240,7 +261,11 @@ pub struct Server {
     events: VecDeque<Event>,
     /// Counters.
     stats: Stats,
-    /// Source of transaction ids for Data indications.
+    /// Reserved ports by token, bounded by [`MAX_RESERVATIONS`].
+    reservations: HashMap<[u8; 8], Reservation>,
+    /// Earliest reservation expiry, if any.
+    reservation_deadline: Option<Instant>,
+    /// Source of transaction ids and reservation tokens.
     tid_counter: u64,
 }
 
@@ -291,6 +316,8 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            reservations: HashMap::default(),
+            reservation_deadline: None,
             tid_counter: port_seed,
         }
     }
@@ -307,11 +334,18 @@ impl Server {
 
     /// When [`Server::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let alloc = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (alloc, self.reservation_deadline) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        }
     }
 
     /// Expires allocations, permissions and channels whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.reservation_deadline.is_some_and(|d| d <= now) {
+            self.sweep_reservations(now);
+        }
         while let Some(&Reverse((deadline, id))) = self.timers.peek() {
             if deadline > now {
                 break;
@@ -362,6 +396,11 @@ impl Server {
 
     fn allocations(&self) -> impl Iterator<Item = &Allocation> {
         self.slots.iter().flatten()
+    }
+
+    /// True if the 5-tuple has an allocation.
+    pub fn has_allocation(&self, five_tuple: &FiveTuple) -> bool {
+        self.by_client.contains_key(five_tuple)
     }
 
     /// The allocation's relayed (local) address, if it exists.
@@ -453,6 +492,49 @@ impl Server {
         }
         alloc.scheduled = Some(next);
         self.timers.push(Reverse((next, id)));
+    }
+
+    /// Returns expired reservations' ports to the pool.
+    fn sweep_reservations(&mut self, now: Instant) {
+        let ports = &mut self.ports;
+        self.reservations.retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                ports.give_back(r.addr.port());
+            }
+            keep
+        });
+        self.reservation_deadline = self.reservations.values().map(|r| r.expires).min();
+    }
+
+    /// Holds `addr` for a later Allocate; returns the token, or `None` when the table is full.
+    fn reserve(&mut self, addr: SocketAddr, now: Instant) -> Option<[u8; 8]> {
+        if self.reservations.len() >= MAX_RESERVATIONS {
+            self.sweep_reservations(now);
+            if self.reservations.len() >= MAX_RESERVATIONS {
+                return None;
+            }
+        }
+        let mut token = [0u8; 8];
+        token.copy_from_slice(&self.next_tid()[..8]);
+        let expires = now + RESERVATION_LIFETIME;
+        self.reservations
+            .insert(token, Reservation { addr, expires });
+        if self.reservation_deadline.is_none_or(|d| expires < d) {
+            self.reservation_deadline = Some(expires);
+        }
+        Some(token)
+    }
+
+    /// Claims a reserved address.
+    fn claim_reservation(&mut self, token: &[u8], now: Instant) -> Option<SocketAddr> {
+        let token: [u8; 8] = token.try_into().ok()?;
+        let r = self.reservations.remove(&token)?;
+        if r.expires <= now {
+            self.ports.give_back(r.addr.port());
+            return None;
+        }
+        Some(r.addr)
     }
 
     fn queue(&mut self, to: FiveTuple, payload: Vec<u8>) {

@@ -51,8 +51,12 @@ pub struct Pending {
     pub lifetime: Duration,
     /// Whether the request carried FINGERPRINT (then the response does too).
     pub fingerprint: bool,
-    /// Whether an even port was requested.
+    /// Whether a plain even port was requested (retries look for another even port).
     pub even_port: bool,
+    /// Token of the port reserved next to this one (EVEN-PORT with R set), for the response.
+    pub reservation: Option<[u8; 8]>,
+    /// True when the port came from a reservation or made one: a failed bind is then final.
+    pub pinned: bool,
     /// Ports tried so far.
     pub attempts: u8,
     /// An ADDITIONAL-ADDRESS-FAMILY the relay declined, reported as ADDRESS-ERROR-CODE.

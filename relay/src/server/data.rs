@@ -25,8 +25,11 @@ impl Server {
     /// Returns the packet to forward to a peer, if any; control responses are queued for
     /// [`Server::poll_transmit`].
     pub fn handle_client(&mut self, now: Instant, from: FiveTuple, msg: &[u8]) -> Option<Forward> {
+        let first = msg.first().copied().unwrap_or(0xff);
+        if channel_data::is_channel_data(first) {
+            return self.client_channel_data(now, from, msg);
+        }
         match demux::classify(msg) {
-            Kind::ChannelData => self.client_channel_data(now, from, msg),
             Kind::Stun => {
                 let Some(header) = stun::header(msg) else {
                     self.stats.drop(Drop::Malformed);

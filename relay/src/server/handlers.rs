@@ -19,7 +19,7 @@ use stun_rs::methods::{ALLOCATE, BINDING, CHANNEL_BIND, CREATE_PERMMISSION, REFR
 use stun_rs::{
     AddressFamily, HMACKey, MessageClass, MessageDecoderBuilder, StunMessage, StunMessageBuilder,
 };
-use supernode_proto::channel_data::CHANNEL_RANGE;
+use supernode_proto::channel_data::ACCEPTED_RANGE;
 use supernode_proto::stun::{self as pstun, Integrity, check_fingerprint};
 
 /// Ports tried before an Allocate fails with 508.
@@ -268,7 +268,14 @@ impl Server {
             }
             Some(_) => {}
         }
-        let even_port = msg.get::<EvenPort>().is_some();
+        let even = msg
+            .get::<EvenPort>()
+            .and_then(|a| a.as_even_port().ok())
+            .map(|e| e.reserve());
+        let token = msg
+            .get::<ReservationToken>()
+            .and_then(|a| a.as_reservation_token().ok())
+            .map(|t| t.token().to_vec());
         let family = msg
             .get::<RequestedAddressFamily>()
             .and_then(|a| a.as_requested_address_family().ok())
@@ -277,14 +284,8 @@ impl Server {
             .get::<AdditionalAddressFamily>()
             .and_then(|a| a.as_additional_address_family().ok())
             .map(|a| a.family());
-        if msg.get::<ReservationToken>().is_some() {
-            // This relay does not reserve ports, so no token can be valid.
-            let code = if even_port || family.is_some() {
-                400
-            } else {
-                508
-            };
-            return fail(self, code, AllocResult::BadRequest);
+        if token.is_some() && (even.is_some() || family.is_some() || additional.is_some()) {
+            return fail(self, 400, AllocResult::BadRequest);
         }
         if family.is_some() && additional.is_some() {
             return fail(self, 400, AllocResult::BadRequest);
@@ -309,11 +310,37 @@ impl Server {
             self.stats.quota(QuotaKind::Total);
             return fail(self, 486, AllocResult::Quota);
         }
-        let Some(port) = self.ports.take(even_port) else {
-            return fail(self, 508, AllocResult::Capacity);
+        let mut reservation = None;
+        let relay = match (&token, even) {
+            (Some(token), _) => match self.claim_reservation(token, now) {
+                Some(addr) => addr,
+                None => return fail(self, 508, AllocResult::Capacity),
+            },
+            (None, Some(reserve)) => {
+                let Some(port) = self.ports.take_even(reserve) else {
+                    return fail(self, 508, AllocResult::Capacity);
+                };
+                if reserve {
+                    let next = SocketAddr::new(local_ip, port + 1);
+                    match self.reserve(next, now) {
+                        Some(t) => reservation = Some(t),
+                        None => {
+                            self.ports.give_back(port);
+                            self.ports.give_back(port + 1);
+                            return fail(self, 508, AllocResult::Capacity);
+                        }
+                    }
+                }
+                SocketAddr::new(local_ip, port)
+            }
+            (None, None) => match self.ports.take() {
+                Some(port) => SocketAddr::new(local_ip, port),
+                None => return fail(self, 508, AllocResult::Capacity),
+            },
         };
+        let even_port = even == Some(false);
+        let pinned = token.is_some() || reservation.is_some();
         let lifetime = self.granted_lifetime(msg, true);
-        let relay = SocketAddr::new(local_ip, port);
         let advertised = self.advertised(relay);
         let alloc = Allocation {
             five_tuple: from,
@@ -336,6 +363,8 @@ impl Server {
                 lifetime,
                 fingerprint: reply.fingerprint,
                 even_port,
+                reservation,
+                pinned,
                 attempts: 1,
                 declined_family,
             }),
@@ -369,8 +398,14 @@ impl Server {
         if !ok {
             // The port is taken by something outside this relay; try another.
             let old = alloc.relay;
-            let next = (pending.attempts < MAX_BIND_ATTEMPTS)
-                .then(|| self.ports.take(pending.even_port))
+            let next = (pending.attempts < MAX_BIND_ATTEMPTS && !pending.pinned)
+                .then(|| {
+                    if pending.even_port {
+                        self.ports.take_even(false)
+                    } else {
+                        self.ports.take()
+                    }
+                })
                 .flatten();
             self.ports.give_back(old.port());
             if let Some(port) = next {
@@ -390,6 +425,11 @@ impl Server {
                 });
                 return;
             }
+            if let Some(token) = pending.reservation {
+                if let Some(addr) = self.claim_reservation(&token, now) {
+                    self.ports.give_back(addr.port());
+                }
+            }
             // Take the allocation out without giving its port back twice.
             if let Some(alloc) = self.get_mut(alloc_id) {
                 alloc.relay.set_port(0);
@@ -404,6 +444,9 @@ impl Server {
             .with_attribute(XorRelayedAddress::from(alloc.advertised))
             .with_attribute(XorMappedAddress::from(from.client))
             .with_attribute(LifeTime::new(pending.lifetime.as_secs() as u32));
+        if let Some(token) = pending.reservation {
+            b = b.with_attribute(ReservationToken::from(token));
+        }
         if let Some(family) = pending.declined_family {
             if let Ok(code) = stun_rs::ErrorCode::new(440, "Address Family not Supported") {
                 b = b.with_attribute(AddressErrorCode::new(family, code));
@@ -519,7 +562,11 @@ impl Server {
         };
         let b = match result {
             Ok(b) => b,
-            Err(code) => reply.error(code),
+            Err(code) => {
+                tracing::debug!(client = %from.client, method = reply.method.as_u16(), code, "request refused");
+                tracing::trace!(?msg, "refused request");
+                reply.error(code)
+            }
         };
         if let Some(bytes) = self.send(from, reply, b, Some(signed)) {
             if let Some(alloc) = self.get_mut(id) {
@@ -610,7 +657,7 @@ impl Server {
             .get::<ChannelNumber>()
             .and_then(|a| a.as_channel_number().ok())
             .map(|c| c.number())
-            .filter(|n| CHANNEL_RANGE.contains(n))
+            .filter(|n| ACCEPTED_RANGE.contains(n))
             .ok_or(400u16)?;
         if msg.get::<XorPeerAddress>().is_none() {
             return Err(400);

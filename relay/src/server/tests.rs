@@ -569,6 +569,7 @@ fn channels_carry_data_both_ways_and_expire() {
     let other: SocketAddr = "198.51.100.201:7000".parse().unwrap();
     assert_eq!(bind(&mut lab, client(1), &creds, 0x4001, other), Some(400));
     assert_eq!(bind(&mut lab, client(1), &creds, 0x3FFF, other), Some(400));
+    assert_eq!(bind(&mut lab, client(1), &creds, 0x8000, other), Some(400));
 
     // Keep the allocation alive; let the channel lapse.
     lab.advance(299);
@@ -822,4 +823,70 @@ proptest! {
         lab.open_all(true);
         lab.responses();
     }
+}
+
+#[test]
+fn even_port_reservation_is_claimed_by_token() {
+    use stun_rs::attributes::turn::{EvenPort, ReservationToken};
+    let mut lab = Lab::new(config());
+    let mut creds = lab.rest("p", 3600);
+    let challenge = lab.exchange(client(1), &request(ALLOCATE, vec![udp()], None));
+    creds.nonce = nonce_of(&challenge[0]);
+    let free = lab.server.ports.available();
+    let raw = request(
+        ALLOCATE,
+        vec![udp(), EvenPort::new(true).into()],
+        Some(&creds),
+    );
+    let resp = lab.exchange(client(1), &raw);
+    let rtp = *resp[0]
+        .get::<XorRelayedAddress>()
+        .unwrap()
+        .as_xor_relayed_address()
+        .unwrap()
+        .socket_address();
+    assert_eq!(rtp.port() % 2, 0);
+    let token = resp[0]
+        .get::<ReservationToken>()
+        .unwrap()
+        .as_reservation_token()
+        .unwrap()
+        .token()
+        .to_vec();
+    assert_eq!(lab.server.ports.available(), free - 2);
+    let token: [u8; 8] = token.try_into().unwrap();
+    let raw = request(
+        ALLOCATE,
+        vec![udp(), ReservationToken::from(token).into()],
+        Some(&creds),
+    );
+    let resp = lab.exchange(client(2), &raw);
+    let rtcp = *resp[0]
+        .get::<XorRelayedAddress>()
+        .unwrap()
+        .as_xor_relayed_address()
+        .unwrap()
+        .socket_address();
+    assert_eq!(rtcp.port(), rtp.port() + 1);
+    // The token is single use.
+    let resp = lab.exchange(
+        client(3),
+        &request(
+            ALLOCATE,
+            vec![udp(), ReservationToken::from(token).into()],
+            Some(&creds),
+        ),
+    );
+    assert_eq!(error_code(&resp[0]), Some(508));
+
+    // An unclaimed reservation returns its port after 30 s.
+    let raw = request(
+        ALLOCATE,
+        vec![udp(), EvenPort::new(true).into()],
+        Some(&creds),
+    );
+    lab.exchange(client(4), &raw);
+    let before = lab.server.ports.available();
+    lab.advance(31);
+    assert_eq!(lab.server.ports.available(), before + 1);
 }
