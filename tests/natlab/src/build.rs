@@ -18,6 +18,7 @@
 use anyhow::{Context, Result, bail};
 use std::net::Ipv4Addr;
 
+use crate::emulator::{self, Emulation};
 use crate::lab::{Lab, Node, Role, SiteInfo};
 use crate::link::Link;
 use crate::nat::{NatKind, RouterRules};
@@ -91,15 +92,17 @@ pub(crate) fn build(lab: &mut Lab, topology: &Topology) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         let netns = add_namespace(lab, &p.name, Role::Public)?;
         attach(
-            &netns,
-            "eth0",
-            &internet,
-            "inet",
-            &next_port(),
-            &addrs,
-            24,
-            None,
-            &p.link,
+            lab,
+            &Uplink {
+                netns: &netns,
+                dev: "eth0",
+                upper: &internet,
+                bridge: "inet",
+                port: &next_port(),
+                addrs: &addrs,
+                gateway: None,
+                link: &p.link,
+            },
         )?;
         set_addrs(lab, &p.name, addrs);
     }
@@ -123,15 +126,17 @@ pub(crate) fn build(lab: &mut Lab, topology: &Topology) -> Result<()> {
                 let addr = pool.take()?;
                 let netns = add_namespace(lab, host, Role::Host)?;
                 attach(
-                    &netns,
-                    "eth0",
-                    &internet,
-                    "inet",
-                    &next_port(),
-                    &[addr],
-                    24,
-                    None,
-                    &site.wan,
+                    lab,
+                    &Uplink {
+                        netns: &netns,
+                        dev: "eth0",
+                        upper: &internet,
+                        bridge: "inet",
+                        port: &next_port(),
+                        addrs: &[addr],
+                        gateway: None,
+                        link: &site.wan,
+                    },
                 )?;
                 set_addrs(lab, host, vec![addr]);
             }
@@ -146,15 +151,17 @@ pub(crate) fn build(lab: &mut Lab, topology: &Topology) -> Result<()> {
             let cgn_name = format!("{}cgn", site.name);
             let cgn = add_namespace(lab, &cgn_name, Role::Cgn)?;
             attach(
-                &cgn,
-                "wan",
-                &internet,
-                "inet",
-                &next_port(),
-                &[wan_addr],
-                24,
-                None,
-                &site.wan,
+                lab,
+                &Uplink {
+                    netns: &cgn,
+                    dev: "wan",
+                    upper: &internet,
+                    bridge: "inet",
+                    port: &next_port(),
+                    addrs: &[wan_addr],
+                    gateway: None,
+                    link: &site.wan,
+                },
             )?;
             let cgn_lan = Ipv4Addr::new(100, 64, k, 1);
             router_lan(&cgn, cgn_lan)?;
@@ -186,15 +193,17 @@ pub(crate) fn build(lab: &mut Lab, topology: &Topology) -> Result<()> {
             site.wan
         };
         attach(
-            &router,
-            "wan",
-            &home,
-            upper_bridge,
-            &upper_port,
-            &[home_wan],
-            24,
-            home_gw,
-            &wan_link,
+            lab,
+            &Uplink {
+                netns: &router,
+                dev: "wan",
+                upper: &home,
+                bridge: upper_bridge,
+                port: &upper_port,
+                addrs: &[home_wan],
+                gateway: home_gw,
+                link: &wan_link,
+            },
         )?;
         let lan_addr = Ipv4Addr::new(10, 0, k, 1);
         router_lan(&router, lan_addr)?;
@@ -219,15 +228,17 @@ pub(crate) fn build(lab: &mut Lab, topology: &Topology) -> Result<()> {
             let addr = Ipv4Addr::new(10, 0, k, n);
             let netns = add_namespace(lab, host, Role::Host)?;
             attach(
-                &netns,
-                "eth0",
-                &router,
-                "lan",
-                &format!("h{}", i + 1),
-                &[addr],
-                24,
-                Some(lan_addr),
-                &site.lan,
+                lab,
+                &Uplink {
+                    netns: &netns,
+                    dev: "eth0",
+                    upper: &router,
+                    bridge: "lan",
+                    port: &format!("h{}", i + 1),
+                    addrs: &[addr],
+                    gateway: Some(lan_addr),
+                    link: &site.lan,
+                },
             )?;
             set_addrs(lab, host, vec![addr]);
         }
@@ -260,45 +271,93 @@ fn set_addrs(lab: &mut Lab, name: &str, addrs: Vec<Ipv4Addr>) {
     }
 }
 
-/// Connects `dev` in `netns` to `bridge` in `upper` through a veth whose upper end is `port`,
-/// addresses it, sets the default route and installs the link conditions on both ends.
-#[allow(clippy::too_many_arguments)]
-fn attach(
-    netns: &str,
-    dev: &str,
-    upper: &str,
-    bridge: &str,
-    port: &str,
-    addrs: &[Ipv4Addr],
-    prefix_len: u8,
+/// How a node's interface connects to the bridge of the namespace above it.
+struct Uplink<'a> {
+    /// The node's namespace.
+    netns: &'a str,
+    /// The node's interface (`eth0` or `wan`).
+    dev: &'a str,
+    /// The namespace holding the bridge.
+    upper: &'a str,
+    /// The bridge (`inet` or `lan`).
+    bridge: &'a str,
+    /// Name of the veth end on the bridge; unique within `upper`.
+    port: &'a str,
+    /// Addresses of `dev`, all /24.
+    addrs: &'a [Ipv4Addr],
+    /// Default gateway of the node, if it needs one.
     gateway: Option<Ipv4Addr>,
-    link: &Link,
-) -> Result<()> {
+    /// Conditions of the segment.
+    link: &'a Link,
+}
+
+/// Connects `up.dev` to the bridge above through a veth (or, for a conditioned link without
+/// netem, through a userspace emulator namespace), addresses it and sets its default route.
+fn attach(lab: &mut Lab, up: &Uplink<'_>) -> Result<()> {
+    let emulate = !up.link.is_perfect()
+        && emulator::emulation(&lab.netns_name("internet")) == Emulation::Userspace;
+    if emulate {
+        // node dev ═ emu0 [emulator] emu1 ═ port
+        let emu_name = format!("{}-{}-{}", up.port, up.bridge, lab.nodes.len());
+        let emu = add_namespace(lab, &emu_name, Role::Emulator)?;
+        sys::ip_batch(
+            up.netns,
+            &[format!(
+                "link add {} type veth peer name emu0 netns {emu}",
+                up.dev
+            )],
+        )?;
+        sys::ip_batch(
+            &emu,
+            &[format!(
+                "link add emu1 type veth peer name {} netns {}",
+                up.port, up.upper
+            )],
+        )?;
+        sys::ip_batch(
+            &emu,
+            &["link set emu0 up".into(), "link set emu1 up".into()],
+        )?;
+        emulator::offload_off(up.netns, up.dev)?;
+        emulator::offload_off(up.upper, up.port)?;
+        let proc = emulator::start(&emu, "emu0", "emu1", up.link)?;
+        match lab.emulators.get_mut() {
+            Ok(e) => e.push(proc),
+            Err(poisoned) => poisoned.into_inner().push(proc),
+        }
+    } else {
+        sys::ip_batch(
+            up.netns,
+            &[format!(
+                "link add {} type veth peer name {} netns {}",
+                up.dev, up.port, up.upper
+            )],
+        )?;
+    }
     sys::ip_batch(
-        netns,
-        &[format!(
-            "link add {dev} type veth peer name {port} netns {upper}"
-        )],
-    )?;
-    sys::ip_batch(
-        upper,
+        up.upper,
         &[
-            format!("link set {port} master {bridge}"),
-            format!("link set {port} up"),
+            format!("link set {} master {}", up.port, up.bridge),
+            format!("link set {} up", up.port),
         ],
     )?;
-    let mut cmds: Vec<String> = addrs
+    let mut cmds: Vec<String> = up
+        .addrs
         .iter()
-        .map(|a| format!("addr add {a}/{prefix_len} dev {dev}"))
+        .map(|a| format!("addr add {a}/24 dev {}", up.dev))
         .collect();
-    cmds.push(format!("link set {dev} up"));
-    if let Some(gw) = gateway {
-        cmds.push(format!("route add default via {gw} dev {dev}"));
+    cmds.push(format!("link set {} up", up.dev));
+    if let Some(gw) = up.gateway {
+        cmds.push(format!("route add default via {gw} dev {}", up.dev));
     }
-    sys::ip_batch(netns, &cmds)?;
-    link.apply(netns, dev)
-        .and_then(|()| link.apply(upper, port))
-        .with_context(|| format!("link conditions on {dev} (is sch_netem available?)"))
+    sys::ip_batch(up.netns, &cmds)?;
+    if !emulate {
+        up.link
+            .apply(up.netns, up.dev)
+            .and_then(|()| up.link.apply(up.upper, up.port))
+            .with_context(|| format!("netem on {} of {}", up.dev, up.netns))?;
+    }
+    Ok(())
 }
 
 /// Gives a router its LAN bridge with address `addr`/24.

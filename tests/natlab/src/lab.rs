@@ -28,6 +28,9 @@ pub enum Role {
     Router,
     /// The carrier-grade NAT in front of a [`NatKind::Double`] site's router.
     Cgn,
+    /// A userspace link emulator in the middle of a conditioned segment (see
+    /// [`crate::emulator`]).
+    Emulator,
 }
 
 /// One namespace of the lab.
@@ -162,6 +165,9 @@ pub struct Lab {
     pub(crate) nodes: Vec<Node>,
     /// Every site.
     pub(crate) sites: Vec<SiteInfo>,
+    /// Userspace link emulators, when the kernel lacks netem.
+    /// (Behind a mutex so that a `Lab` can be shared by measuring threads.)
+    pub(crate) emulators: std::sync::Mutex<Vec<Proc>>,
 }
 
 impl Lab {
@@ -173,6 +179,7 @@ impl Lab {
             prefix: names::lab_prefix(),
             nodes: Vec::new(),
             sites: Vec::new(),
+            emulators: std::sync::Mutex::default(),
         };
         // On error `lab` drops here and removes whatever was already created.
         build::build(&mut lab, topology)?;
@@ -248,7 +255,13 @@ fn owned_by(netns: &str, prefix: &str) -> bool {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Hosts before routers before the internet: reverse creation order.
+        let emulators = match self.emulators.get_mut() {
+            Ok(e) => std::mem::take(e),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        for emulator in emulators {
+            emulator.kill();
+        }
         for netns in self.namespaces().iter().rev() {
             if let Err(e) = names::delete_namespace(netns) {
                 eprintln!("natlab: could not delete {netns}: {e:#}");

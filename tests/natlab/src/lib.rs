@@ -33,6 +33,7 @@
 
 pub mod behaviour;
 mod build;
+pub mod emulator;
 pub mod lab;
 pub mod link;
 pub mod measure;

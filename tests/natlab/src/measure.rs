@@ -214,3 +214,44 @@ pub fn hairpin(lab: &Lab, from: &str, to: &str, probe: &Path, servers: Servers) 
 pub fn is_cgn_addr(addr: IpAddr) -> bool {
     matches!(addr, IpAddr::V4(v4) if v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
 }
+
+/// Single-shot round trips from `host` to the reflector endpoint `to`: the RTTs of answered
+/// requests and the number lost.
+pub fn rtt(
+    lab: &Lab,
+    host: &str,
+    probe: &Path,
+    to: SocketAddrV4,
+    count: usize,
+    timeout: Duration,
+) -> Result<(Vec<Duration>, usize)> {
+    let out = lab.host(host).run(
+        &[
+            probe.to_str().context("probe path")?,
+            "rtt",
+            "--to",
+            &to.to_string(),
+            "--count",
+            &count.to_string(),
+            "--timeout-ms",
+            &timeout.as_millis().to_string(),
+        ],
+        PROBE_TIMEOUT + timeout * u32::try_from(count).unwrap_or(u32::MAX),
+    )?;
+    ensure!(
+        out.status.success(),
+        "rtt failed on {host}: {}",
+        out.stderr_text()
+    );
+    let v: Value = serde_json::from_str(&out.stdout_text())?;
+    let rtts = v
+        .get("rtt_us")
+        .and_then(Value::as_array)
+        .context("no rtt_us")?
+        .iter()
+        .filter_map(Value::as_u64)
+        .map(Duration::from_micros)
+        .collect();
+    let lost = v.get("lost").and_then(Value::as_u64).context("no lost")?;
+    Ok((rtts, usize::try_from(lost)?))
+}

@@ -5,7 +5,7 @@
 //! natlab-probe classify --primary A:P --alternate B:Q [--tcp 443,80]   measure, print a report
 //! natlab-probe echo --via A:P [--seconds N]   learn own mapping via a reflector, then answer
 //! natlab-probe send --to X:Y                  one request; prints whether it was answered
-//! natlab-probe rtt --to X:Y [--count N]       round-trip times in microseconds
+//! natlab-probe rtt --to X:Y [--count N] [--timeout-ms T]   single-shot round trips (µs), lost count
 //! ```
 //!
 //! Every command prints one JSON object per line on stdout; errors go to stderr with a
@@ -24,6 +24,8 @@ use supernode_natlab::probe::reflector::{Config, Reflector};
 const MAX_ECHO_SECONDS: u64 = 600;
 /// Most round trips `rtt` may be asked for.
 const MAX_RTT_COUNT: usize = 1000;
+/// Longest `rtt` waits for one answer.
+const MAX_RTT_TIMEOUT_MS: u64 = 10_000;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,9 +67,16 @@ fn main() -> Result<()> {
                 .context("--count must be a number")?
                 .unwrap_or(10)
                 .min(MAX_RTT_COUNT);
-            let rtts = client::rtts(to, count)?;
+            let timeout_ms = flags
+                .get("timeout-ms")
+                .map(|c| c.parse::<u64>())
+                .transpose()
+                .context("--timeout-ms must be a number")?
+                .unwrap_or(1000)
+                .min(MAX_RTT_TIMEOUT_MS);
+            let (rtts, lost) = client::rtts(to, count, Duration::from_millis(timeout_ms))?;
             let us: Vec<u128> = rtts.iter().map(Duration::as_micros).collect();
-            println!("{}", json!({ "rtt_us": us }));
+            println!("{}", json!({ "rtt_us": us, "lost": lost }));
             Ok(())
         }
         other => bail!("unknown command {other:?}"),

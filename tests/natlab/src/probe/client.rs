@@ -55,52 +55,64 @@ pub fn fresh_socket() -> Result<UdpSocket> {
     UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding a udp socket")
 }
 
-/// Sends a request to `to` and waits for its answer, from whichever address it comes.
+/// Sends a request to `to` and waits for its answer, from whichever address it comes,
+/// retrying up to [`ATTEMPTS`] times.
 pub fn transact(
     socket: &UdpSocket,
     to: SocketAddr,
     change_ip: bool,
     change_port: bool,
 ) -> Result<Option<Response>> {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let request = Request {
-        id,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         change_ip,
         change_port,
-    }
-    .encode();
-    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    };
     for _ in 0..ATTEMPTS {
-        socket
-            .send_to(&request, to)
-            .context("sending a probe request")?;
-        let deadline = Instant::now() + ATTEMPT_TIMEOUT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if left.is_zero() {
-                break;
-            }
-            socket.set_read_timeout(Some(left))?;
-            match socket.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    if let Some(resp) = Response::decode(&buf[..n]).filter(|r| r.id == id) {
-                        return Ok(Some(resp));
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    break;
-                }
-                Err(e) => return Err(e).context("receiving a probe answer"),
-            }
+        if let Some(resp) = attempt(socket, to, request, ATTEMPT_TIMEOUT)? {
+            return Ok(Some(resp));
         }
     }
     Ok(None)
+}
+
+/// Sends `request` once and waits up to `timeout` for the answer with its id.
+fn attempt(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    request: Request,
+    timeout: Duration,
+) -> Result<Option<Response>> {
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    socket
+        .send_to(&request.encode(), to)
+        .context("sending a probe request")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                if let Some(resp) = Response::decode(&buf[..n]).filter(|r| r.id == request.id) {
+                    return Ok(Some(resp));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e).context("receiving a probe answer"),
+        }
+    }
 }
 
 /// Runs the whole measurement: mapping, filtering, hops and the given TCP ports.
@@ -165,15 +177,23 @@ pub fn tcp_connects(to: SocketAddrV4) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("seen")
 }
 
-/// Round-trip times of `count` sequential requests to `to`; lost ones are left out.
-pub fn rtts(to: SocketAddr, count: usize) -> Result<Vec<Duration>> {
+/// Round-trip times of up to `count` sequential single-shot requests to `to`, and how many
+/// got no answer within `timeout` (lost).
+pub fn rtts(to: SocketAddr, count: usize, timeout: Duration) -> Result<(Vec<Duration>, usize)> {
     let socket = fresh_socket()?;
-    let mut out = Vec::with_capacity(count);
+    let mut rtts = Vec::with_capacity(count);
+    let mut lost = 0;
     for _ in 0..count {
+        let request = Request {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            change_ip: false,
+            change_port: false,
+        };
         let start = Instant::now();
-        if transact(&socket, to, false, false)?.is_some() {
-            out.push(start.elapsed());
+        match attempt(&socket, to, request, timeout)? {
+            Some(_) => rtts.push(start.elapsed()),
+            None => lost += 1,
         }
     }
-    Ok(out)
+    Ok((rtts, lost))
 }
