@@ -1,8 +1,8 @@
 //! A running lab: its namespaces, nodes and sites, and their teardown.
 //!
-//! [`Lab::start`] builds a [`Topology`] (see [`crate::build`]); dropping the [`Lab`] — normally,
-//! or while a panicking test unwinds — kills every process inside its namespaces and deletes
-//! them. Leftovers of a run that was killed outright are removed by the next run's
+//! [`Lab::start`] builds a [`Topology`] (in the private `build` module); dropping the [`Lab`]
+//! — normally, or while a panicking test unwinds — kills every process inside its namespaces
+//! and deletes them. Leftovers of a run that was killed outright are removed by the next run's
 //! [`crate::names::sweep_stale`].
 
 use anyhow::{Context, Result};

@@ -1,8 +1,9 @@
-//! Link conditions (latency, jitter, loss) applied with `tc netem`.
+//! Link conditions (latency, jitter, loss) of one segment.
 //!
 //! A segment's conditions are installed as a netem qdisc on the egress of *both* ends of its
 //! veth pair, so each direction is delayed by `delay` (a round trip over the segment grows by
-//! twice the delay) and each direction loses `loss_percent` of its packets.
+//! twice the delay) and each direction loses `loss_percent` of its packets. Kernels without
+//! `sch_netem` get the same semantics from the userspace emulator of [`crate::emulator`].
 
 use anyhow::{Result, ensure};
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //!
 //! Public nodes sit on the "internet" segment with addresses from 203.0.113.0/24
 //! (TEST-NET-3). Each site is a router namespace running a NAT of its [`NatKind`] with hosts
-//! `<site>1`, `<site>2`, … behind it on 10.0.<n>.0/24; a [`NatKind::Public`] site has no router
+//! `<site>1`, `<site>2`, … behind it on `10.0.n.0/24`; a [`NatKind::Public`] site has no router
 //! and its hosts get public addresses.
 
 use anyhow::{Result, bail, ensure};
