@@ -22,7 +22,7 @@ use crate::link::Link;
 use crate::nat::NatKind;
 
 /// Longest node name accepted; names end up in namespace names and log lines.
-pub const MAX_NAME_LEN: usize = 24;
+pub const MAX_NAME_LEN: usize = 32;
 
 /// Most addresses a single public node may ask for.
 pub const MAX_ADDRS_PER_NODE: usize = 8;
@@ -199,6 +199,13 @@ impl Topology {
         for host in self.host_names() {
             claim(&host)?;
         }
+        // Router and carrier-grade NAT namespaces are nodes too.
+        for s in self.sites.iter().filter(|s| s.kind != NatKind::Public) {
+            claim(&format!("{}router", s.name))?;
+            if s.kind == NatKind::Double {
+                claim(&format!("{}cgn", s.name))?;
+            }
+        }
         Ok(())
     }
 }
@@ -218,6 +225,11 @@ mod tests {
         let hairpin = Topology::new().site(Site::new("s", NatKind::ApdmRandom).hairpin(true));
         let err = hairpin.validate().unwrap_err().to_string();
         assert!(err.contains("hairpin"), "{err}");
+
+        let clash = Topology::new()
+            .public(Public::new("arouter"))
+            .site(Site::new("a", NatKind::EimApdf));
+        assert!(clash.validate().unwrap_err().to_string().contains("arouter"));
 
         let bad = Topology::new().public(Public::new("r-v"));
         assert!(bad.validate().is_err());
