@@ -229,7 +229,13 @@ mod tests {
         let clash = Topology::new()
             .public(Public::new("arouter"))
             .site(Site::new("a", NatKind::EimApdf));
-        assert!(clash.validate().unwrap_err().to_string().contains("arouter"));
+        assert!(
+            clash
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("arouter")
+        );
 
         let bad = Topology::new().public(Public::new("r-v"));
         assert!(bad.validate().is_err());
