@@ -2,6 +2,8 @@
 //! `turnutils_peer` as the UDP echo peer. REST credentials are computed by uclient from the
 //! shared secret (`-W`), exactly as it does against coturn.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Relay, free_port, require_tool};

@@ -1,6 +1,8 @@
 //! `supernode-relay` as a process on loopback: live metrics, the peer address policy, and bad
 //! input from the network.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Relay, TurnClient, metric};

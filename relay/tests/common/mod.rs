@@ -1,6 +1,6 @@
 //! Shared helpers for the relay's integration tests: starting `supernode-relay`, a minimal
 //! TURN client over UDP built from stun-rs, and tool checks.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
