@@ -19,16 +19,32 @@ impl Drop for Peer {
     }
 }
 
-/// Runs uclient with `mode` flags and returns (sent, received, lost) from its summary.
+/// Runs uclient with `mode` flags over IPv4 loopback and returns (sent, received, lost).
 fn run_uclient(relay_ports: (u16, u16), mode: &[&str]) -> Option<(u64, u64, u64)> {
+    run_uclient_on(
+        relay_ports,
+        mode,
+        "127.0.0.1",
+        &["--allow-peer", "127.0.0.0/8"],
+    )
+}
+
+/// Runs uclient against the relay at `host` (whose relay and peer addresses are `host` too)
+/// and returns (sent, received, lost) from its summary.
+fn run_uclient_on(
+    relay_ports: (u16, u16),
+    mode: &[&str],
+    host: &str,
+    relay_args: &[&str],
+) -> Option<(u64, u64, u64)> {
     if !require_tool("turnutils_uclient") || !require_tool("turnutils_peer") {
         return None;
     }
-    let relay = Relay::start(relay_ports, &["--allow-peer", "127.0.0.0/8"]);
+    let relay = Relay::start(relay_ports, relay_args);
     let peer_port = free_port();
     let peer = Peer(
         Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .args(["-L", host, "-p", &peer_port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -40,10 +56,10 @@ fn run_uclient(relay_ports: (u16, u16), mode: &[&str]) -> Option<(u64, u64, u64)
         .arg("turnutils_uclient")
         .args(mode)
         .args(["-W", common::SECRET, "-u", "interop"])
-        .args(["-e", "127.0.0.1", "-r", &peer_port.to_string()])
+        .args(["-e", host, "-r", &peer_port.to_string()])
         .args(["-p", &relay.port.to_string()])
         .args(["-n", "100", "-m", "4", "-l", "120"])
-        .arg("127.0.0.1")
+        .arg(host)
         .output()
         .expect("run turnutils_uclient");
     drop(peer);
@@ -90,6 +106,27 @@ fn uclient_over_tcp_loses_nothing() {
 #[test]
 fn uclient_with_send_indications_loses_nothing() {
     if let Some((sent, received, lost)) = run_uclient((52_200, 52_299), &["-s"]) {
+        assert_eq!(sent, 400);
+        assert_eq!(received, sent);
+        assert_eq!(lost, 0);
+    }
+}
+
+#[test]
+fn uclient_over_ipv6_gets_ipv6_relayed_addresses() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback on this machine");
+        return;
+    }
+    let args = [
+        "--listen-udp",
+        "[::1]:{port}",
+        "--relay-address",
+        "127.0.0.1,::1",
+        "--allow-peer",
+        "::1/128",
+    ];
+    if let Some((sent, received, lost)) = run_uclient_on((52_300, 52_399), &[], "::1", &args) {
         assert_eq!(sent, 400);
         assert_eq!(received, sent);
         assert_eq!(lost, 0);

@@ -63,8 +63,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the binary on free ports with the test secret and `extra` flags, and waits until
-    /// its metrics endpoint answers.
+    /// Starts the binary on free ports with the test secret and `extra` flags (where `{port}`
+    /// stands for the listening port), and waits until its metrics endpoint answers.
     pub fn start(relay_ports: (u16, u16), extra: &[&str]) -> Self {
         let port = free_port();
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -75,7 +75,7 @@ impl Relay {
             .args(["--secret", SECRET, "--realm", REALM])
             .args(["--min-port", &relay_ports.0.to_string()])
             .args(["--max-port", &relay_ports.1.to_string()])
-            .args(extra)
+            .args(extra.iter().map(|a| a.replace("{port}", &port.to_string())))
             .env("SUPERNODE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
