@@ -70,6 +70,8 @@ pub struct Config {
     pub metrics: Option<Metrics>,
     /// Socket buffer sizes.
     pub sockets: Sockets,
+    /// A rendezvous whose relay directory this relay joins; `None` stays out of any directory.
+    pub rendezvous: Option<Rendezvous>,
 }
 
 impl Default for Config {
@@ -84,8 +86,27 @@ impl Default for Config {
             peers: Peers::default(),
             metrics: Some(Metrics::default()),
             sockets: Sockets::default(),
+            rendezvous: None,
         }
     }
+}
+
+/// Joining a rendezvous's relay directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rendezvous {
+    /// The rendezvous's UDP signalling address.
+    pub address: SocketAddr,
+    /// This relay's name in the directory; defaults to `relay-<first advertised address>`.
+    #[serde(default)]
+    pub relay_id: Option<String>,
+    /// Seconds between announcements (the rendezvous may ask for another interval).
+    #[serde(default = "default_announce_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_announce_interval() -> u64 {
+    10
 }
 
 /// Listening addresses.
@@ -343,6 +364,17 @@ impl Config {
                 "rate must be positive and burst at least 1",
             ));
         }
+        if let Some(r) = &self.rendezvous {
+            if self.auth.secrets.is_empty() {
+                return Err(invalid(
+                    "rendezvous",
+                    "joining a directory needs auth.secrets: the rendezvous mints credentials with it",
+                ));
+            }
+            if r.interval_secs == 0 {
+                return Err(invalid("rendezvous.interval_secs", "must be positive"));
+            }
+        }
         let mut own: Vec<IpAddr> = Vec::new();
         for addr in self
             .listen
@@ -375,6 +407,35 @@ impl Config {
             unauth_burst: self.limits.unauth_burst,
             own_addresses: own,
         })
+    }
+}
+
+impl Config {
+    /// The TURN addresses clients should use, as announced to a rendezvous: each listener with
+    /// an unspecified IP replaced by the external (or relay) address of its family.
+    pub fn advertised_addresses(&self) -> Vec<(crate::server::Transport, SocketAddr)> {
+        use crate::server::Transport;
+        let public = |addr: SocketAddr| -> Option<SocketAddr> {
+            let same = |ip: &&IpAddr| ip.is_ipv4() == addr.is_ipv4();
+            let ip = match (
+                self.relay.external.iter().find(same),
+                addr.ip().is_unspecified(),
+            ) {
+                (Some(external), _) => *external,
+                (None, false) => addr.ip(),
+                (None, true) => *self.relay.addresses.iter().find(same)?,
+            };
+            Some(SocketAddr::new(ip, addr.port()))
+        };
+        let listeners = [
+            (Transport::Udp, &self.listen.udp),
+            (Transport::Tcp, &self.listen.tcp),
+            (Transport::Tls, &self.listen.tls),
+        ];
+        listeners
+            .into_iter()
+            .flat_map(|(t, addrs)| addrs.iter().filter_map(move |a| public(*a).map(|p| (t, p))))
+            .collect()
     }
 }
 
@@ -430,6 +491,8 @@ mod tests {
             allow = ["10.0.0.0/8"]
             [metrics]
             listen = "0.0.0.0:9641"
+            [rendezvous]
+            address = "192.0.2.1:3578"
             "#,
         )
         .unwrap();
@@ -438,6 +501,11 @@ mod tests {
         assert!(s.relay_v6.is_some());
         assert_eq!(s.users, vec![("alice".to_string(), "pw".to_string())]);
         assert_eq!(s.user_quota, 5);
+        assert_eq!(c.rendezvous.as_ref().unwrap().interval_secs, 10);
+        let adv = c.advertised_addresses();
+        assert_eq!(adv.len(), 2);
+        assert_eq!(adv[0].1.to_string(), "203.0.113.5:3478");
+        assert_eq!(adv[1].1.to_string(), "203.0.113.5:5349");
     }
 
     #[test]

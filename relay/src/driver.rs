@@ -11,6 +11,7 @@
 //! them all keeps the per-packet cost to a hash lookup and two syscalls, with no task wake-ups,
 //! channels or locks between the socket and the core.
 
+mod announce;
 mod stream;
 mod tls;
 
@@ -29,10 +30,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use stream::Conn;
 
+pub use announce::AnnounceOptions;
 pub use tls::load_server_config;
 
 /// Token of the shutdown waker.
 const WAKER: Token = Token(0);
+/// Token of the socket that talks to the rendezvous.
+const ANNOUNCE: Token = Token(TCP_BASE - 1);
 /// UDP listener `i` has token `UDP_BASE + i`.
 const UDP_BASE: usize = 1;
 /// TCP/TLS listener `i` has token `TCP_BASE + i`.
@@ -67,6 +71,8 @@ pub struct Options {
     pub send_buffer: usize,
     /// TCP/TLS connections at most.
     pub max_connections: usize,
+    /// Joining a rendezvous's relay directory, if configured.
+    pub announce: Option<AnnounceOptions>,
 }
 
 /// A running relay: its bound addresses and the means to stop it.
@@ -159,7 +165,12 @@ pub fn spawn(config: server::Config, options: Options, metrics: Metrics) -> io::
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let seed: [u8; 32] = rand::random();
+    let capacity = config.total_quota;
     let server = Server::new(config, now, unix, seed);
+    let announce = match options.announce {
+        Some(a) => Some(announce::Announce::new(a, &poll, ANNOUNCE, now, capacity)?),
+        None => None,
+    };
     let mut driver = Driver {
         poll,
         server,
@@ -175,6 +186,7 @@ pub fn spawn(config: server::Config, options: Options, metrics: Metrics) -> io::
         next_tick: now,
         stop: stop.clone(),
         max_connections: options.max_connections,
+        announce,
     };
     let thread = std::thread::Builder::new()
         .name("relay-loop".into())
@@ -233,6 +245,8 @@ struct Driver {
     stop: Arc<AtomicBool>,
     /// Connection limit.
     max_connections: usize,
+    /// The relay-directory client, when a rendezvous is configured.
+    announce: Option<announce::Announce>,
 }
 
 impl Driver {
@@ -243,10 +257,13 @@ impl Driver {
         let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + 4].into_boxed_slice();
         loop {
             let now = Instant::now();
-            let deadline = match self.server.poll_timeout() {
+            let mut deadline = match self.server.poll_timeout() {
                 Some(t) if t < self.next_tick => t,
                 _ => self.next_tick,
             };
+            if let Some(a) = &self.announce {
+                deadline = deadline.min(a.poll_timeout());
+            }
             let timeout = deadline.saturating_duration_since(now);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -262,6 +279,10 @@ impl Driver {
                 let token = ev.token().0;
                 if token == WAKER.0 {
                     continue;
+                } else if token == ANNOUNCE.0 {
+                    if let Some(a) = &mut self.announce {
+                        a.readable(now, &self.metrics);
+                    }
                 } else if token >= RELAY_BASE {
                     self.relay_readable(token - RELAY_BASE, now, &mut buf);
                 } else if token >= CONN_BASE {
@@ -280,6 +301,9 @@ impl Driver {
             }
             self.server.handle_timeout(now);
             self.drain_core(now);
+            if let Some(a) = &mut self.announce {
+                a.step(now, &self.metrics);
+            }
             if now >= self.next_tick {
                 self.tick(now);
             }
@@ -444,8 +468,16 @@ impl Driver {
             channels: self.server.channels_active(now),
             connections: self.conn_by_tuple.len(),
         };
+        let before = self.last_stats.bytes.iter().sum::<u64>();
         self.metrics
             .sync(&mut self.last_stats, self.server.stats(), gauges);
+        if let Some(a) = &mut self.announce {
+            let bytes = self.last_stats.bytes.iter().sum::<u64>() - before;
+            a.set_load(
+                gauges.allocations,
+                bytes * 8 * 1000 / TICK.as_millis() as u64,
+            );
+        }
         // Connections that hold no allocation for too long are closed, so idle sockets cannot
         // pile up to the connection limit.
         let idle: Vec<usize> = self

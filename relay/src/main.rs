@@ -7,9 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use supernode_proto::credentials::Credentials;
-use supernode_relay::config::{Config, Metrics as MetricsConfig, Tls};
+use supernode_proto::signal::announce;
+use supernode_proto::signal::{RelayAddr, RelayTransport};
+use supernode_relay::config::{Config, Metrics as MetricsConfig, Rendezvous, Tls};
+use supernode_relay::server::Transport;
 use supernode_relay::{driver, metrics};
 
 /// supernode TURN relay (RFC 8656): UDP, TCP and TLS clients, UDP relaying, TURN REST
@@ -126,6 +130,14 @@ struct Cli {
     #[arg(long, env = "SUPERNODE_RELAY_UNAUTH_BURST")]
     unauth_burst: Option<f64>,
 
+    /// Join the relay directory of the rendezvous at this UDP address (uses the first --secret).
+    #[arg(long, env = "SUPERNODE_RELAY_RENDEZVOUS")]
+    rendezvous: Option<SocketAddr>,
+
+    /// This relay's name in the rendezvous's directory.
+    #[arg(long, env = "SUPERNODE_RELAY_ID")]
+    relay_id: Option<String>,
+
     /// Log filter (tracing env-filter syntax), e.g. `info` or `supernode_relay=debug`.
     #[arg(long, env = "SUPERNODE_LOG", default_value = "info", global = true)]
     log: String,
@@ -213,6 +225,18 @@ impl Cli {
         if let Some(b) = self.unauth_burst {
             c.limits.unauth_burst = b;
         }
+        if let Some(address) = self.rendezvous {
+            let mut r = c.rendezvous.take().unwrap_or(Rendezvous {
+                address,
+                relay_id: None,
+                interval_secs: 10,
+            });
+            r.address = address;
+            c.rendezvous = Some(r);
+        }
+        if let (Some(id), Some(r)) = (&self.relay_id, c.rendezvous.as_mut()) {
+            r.relay_id = Some(id.clone());
+        }
         Ok(())
     }
 }
@@ -265,6 +289,41 @@ fn main() -> anyhow::Result<()> {
         Some(t) => Some(driver::load_server_config(&t.cert, &t.key)?),
         None => None,
     };
+    let announce = config.rendezvous.as_ref().map(|r| {
+        let addrs: Vec<RelayAddr> = config
+            .advertised_addresses()
+            .into_iter()
+            .map(|(t, addr)| RelayAddr {
+                transport: match t {
+                    Transport::Udp => RelayTransport::Udp,
+                    Transport::Tcp => RelayTransport::Tcp,
+                    Transport::Tls => RelayTransport::Tls,
+                },
+                addr,
+            })
+            .collect();
+        let relay_id = r.relay_id.clone().unwrap_or_else(|| match addrs.first() {
+            Some(a) => format!("relay-{}", a.addr),
+            None => "relay".to_owned(),
+        });
+        tracing::info!(rendezvous = %r.address, %relay_id, "joining the relay directory");
+        driver::AnnounceOptions {
+            rendezvous: r.address,
+            config: announce::Config {
+                relay_id,
+                secret: config
+                    .auth
+                    .secrets
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_bytes(),
+                addrs,
+                interval: Duration::from_secs(r.interval_secs),
+                rto: Duration::from_millis(500),
+            },
+        }
+    });
     let (metrics, registry) = metrics::Metrics::new();
     let handle = driver::spawn(
         server_config,
@@ -276,6 +335,7 @@ fn main() -> anyhow::Result<()> {
             recv_buffer: config.sockets.recv_buffer,
             send_buffer: config.sockets.send_buffer,
             max_connections: config.limits.max_connections,
+            announce,
         },
         metrics,
     )

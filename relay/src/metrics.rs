@@ -62,6 +62,7 @@ pub struct Metrics {
     connections: Family<TransportLabel, Counter>,
     connections_refused: Counter,
     send_failures: Counter,
+    announcements: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -150,6 +151,11 @@ impl Metrics {
             "Packets the kernel refused to send (buffer full, unreachable)",
             m.send_failures.clone(),
         );
+        r.register(
+            "announcements",
+            "Relay-directory announcements answered by the rendezvous, by result",
+            m.announcements.clone(),
+        );
         // Make every labelled series visible from the start, at zero.
         for r in AllocResult::ALL {
             let _ = m
@@ -236,6 +242,14 @@ impl Metrics {
         let transport = if tls { "tls" } else { "tcp" };
         self.connections
             .get_or_create(&TransportLabel { transport })
+            .inc();
+    }
+
+    /// Counts a rendezvous's answer to an announcement.
+    pub fn announcement(&self, acked: bool) {
+        let result = if acked { "acked" } else { "refused" };
+        self.announcements
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 
