@@ -1,0 +1,304 @@
+//! Interop with an independent TURN client: the webrtc-rs `turn` crate.
+//!
+//! Each test starts the relay in-process on `127.0.0.1:0` (UDP only) with its own relay port
+//! range, lets the webrtc-rs client allocate with TURN REST credentials, and talks to a plain
+//! tokio UDP socket playing the peer. Everything stays on loopback, every wait is bounded.
+//!
+//! What the client exercises on the relay: the 401 challenge and the authenticated Allocate,
+//! CreatePermission, Send indications (its first packets to a peer), ChannelBind and
+//! ChannelData (the packets after the binding), and Data indications / ChannelData back.
+
+// Helpers outside #[test] functions unwrap too: any failure should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use supernode_proto::credentials::Credentials;
+use supernode_relay::config::Config;
+use supernode_relay::driver::{self, Handle, Options};
+use supernode_relay::metrics::{Metrics, render};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+use turn::client::{Client, ClientConfig};
+use webrtc_util::Conn;
+
+/// The REST shared secret the relay is configured with.
+const SECRET: &str = "interop-secret";
+/// Messages sent through the relay in the round-trip test.
+const MESSAGES: usize = 20;
+/// Upper bound on any single network wait.
+const STEP: Duration = Duration::from_secs(5);
+/// How long metrics may take to show a change (the driver syncs every 500 ms).
+const METRICS_WAIT: Duration = Duration::from_secs(3);
+/// Relayed-packets counter, client to peer.
+const C2P: &str = "supernode_relay_relayed_packets_total{direction=\"client_to_peer\"}";
+/// Relayed-packets counter, peer to client.
+const P2C: &str = "supernode_relay_relayed_packets_total{direction=\"peer_to_client\"}";
+/// Successful Allocate requests.
+const ALLOC_OK: &str = "supernode_relay_allocations_total{result=\"ok\"}";
+/// Requests whose MESSAGE-INTEGRITY did not match the credentials.
+const BAD_INTEGRITY: &str = "supernode_relay_auth_failures_total{reason=\"bad_integrity\"}";
+
+/// A relay running in this process.
+struct Relay {
+    /// Keeps the relay loop alive; dropping it stops the loop.
+    handle: Handle,
+    /// The relay's metrics, rendered by the tests.
+    registry: Arc<Registry>,
+}
+
+impl Relay {
+    /// Starts a UDP-only relay whose relay sockets use `ports`; `allow_loopback` adds
+    /// `127.0.0.0/8` to the peer allow-list.
+    fn start(ports: (u16, u16), allow_loopback: bool) -> Self {
+        let mut config = Config::default();
+        config.listen.udp = vec!["127.0.0.1:0".parse().unwrap()];
+        config.listen.tcp = vec![];
+        config.metrics = None;
+        config.relay.min_port = ports.0;
+        config.relay.max_port = ports.1;
+        config.auth.secrets = vec![SECRET.into()];
+        if allow_loopback {
+            config.peers.allow = vec!["127.0.0.0/8".parse().unwrap()];
+        }
+        let server_config = config.to_server_config().unwrap();
+        let (metrics, registry) = Metrics::new();
+        let options = Options {
+            udp: config.listen.udp.clone(),
+            tcp: vec![],
+            tls: vec![],
+            tls_config: None,
+            recv_buffer: config.sockets.recv_buffer,
+            send_buffer: config.sockets.send_buffer,
+            max_connections: config.limits.max_connections,
+            announce: None,
+        };
+        let handle = driver::spawn(server_config, options, metrics).unwrap();
+        Self { handle, registry }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.handle.udp[0]
+    }
+
+    fn metrics(&self) -> String {
+        render(&self.registry)
+    }
+}
+
+/// REST credentials valid for an hour.
+fn credentials(secret: &str, user: &str) -> Credentials {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    Credentials::rest(secret.as_bytes(), user, now.as_secs() + 3600)
+}
+
+/// A webrtc-rs client bound to a fresh loopback socket, listening, not yet allocated.
+async fn turn_client(relay: SocketAddr, creds: &Credentials) -> Client {
+    let conn = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let client = Client::new(ClientConfig {
+        stun_serv_addr: relay.to_string(),
+        turn_serv_addr: relay.to_string(),
+        username: creds.username.clone(),
+        password: creds.password.clone(),
+        // Learnt from the 401 challenge.
+        realm: String::new(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: Arc::new(conn),
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    client
+}
+
+/// Awaits `fut` for at most [`STEP`], failing the test with `what` otherwise.
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match timeout(STEP, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// The value of the sample whose series is exactly `series` in OpenMetrics `text`.
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls the metrics text until `ok` holds or [`METRICS_WAIT`] passes; returns whether it held
+/// and the last text.
+async fn wait_for_metrics(relay: &Relay, ok: impl Fn(&str) -> bool) -> (bool, String) {
+    let deadline = Instant::now() + METRICS_WAIT;
+    loop {
+        let text = relay.metrics();
+        if ok(&text) {
+            return (true, text);
+        }
+        if Instant::now() >= deadline {
+            return (false, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_client_relays_round_trip_with_allow_list() {
+    let relay = Relay::start((51_000, 51_049), true);
+    let before = relay.metrics();
+    assert_eq!(sample(&before, C2P), Some(0), "{before}");
+    assert_eq!(sample(&before, P2C), Some(0), "{before}");
+
+    let creds = credentials(SECRET, "alice");
+    let client = turn_client(relay.addr(), &creds).await;
+    let relayed = bounded("allocate", client.allocate()).await.unwrap();
+    let relayed_addr = relayed.local_addr().unwrap();
+    assert_eq!(relayed_addr.ip(), relay.addr().ip());
+    assert!(
+        (51_000..=51_049).contains(&relayed_addr.port()),
+        "relayed port {relayed_addr} outside the configured range"
+    );
+
+    // The peer echoes every datagram back to where it came from and reports what it saw.
+    let peer = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let peer_addr = peer.local_addr().unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::channel(MESSAGES * 2);
+    let echo = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            for _ in 0..MESSAGES * 2 {
+                let Ok((n, from)) = peer.recv_from(&mut buf).await else {
+                    return;
+                };
+                let mut reply = b"echo:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = peer.send_to(&reply, from).await;
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if seen_tx.send((text, from)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    // The first send waits for CreatePermission; the client then sends Send indications
+    // while its ChannelBind is in flight and ChannelData afterwards.
+    let sent: BTreeSet<String> = (0..MESSAGES)
+        .map(|i| format!("interop message {i:02}"))
+        .collect();
+    for msg in &sent {
+        // The count is what went to the relay: the payload plus its TURN framing.
+        let n = bounded(
+            "send through relay",
+            relayed.send_to(msg.as_bytes(), peer_addr),
+        )
+        .await
+        .unwrap();
+        assert!(n >= msg.len(), "short send: {n} < {}", msg.len());
+    }
+
+    // Replies come back through the relay, from the peer's address.
+    let mut replies = BTreeSet::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + STEP;
+    while replies.len() < MESSAGES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(r) = timeout(left, relayed.recv_from(&mut buf)).await else {
+            break;
+        };
+        let (n, from) = r.unwrap();
+        assert_eq!(from, peer_addr, "reply attributed to the wrong peer");
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(replies.insert(reply), "duplicate reply");
+    }
+    let expected: BTreeSet<String> = sent.iter().map(|m| format!("echo:{m}")).collect();
+    assert_eq!(replies, expected, "replies received through the relay");
+
+    // The peer saw every message exactly once, each from the relayed address.
+    let mut at_peer = BTreeSet::new();
+    while let Ok((payload, from)) = seen_rx.try_recv() {
+        assert_eq!(from, relayed_addr, "peer saw a packet not from the relay");
+        assert!(at_peer.insert(payload), "peer saw a duplicate");
+    }
+    assert_eq!(at_peer, sent);
+
+    // Counters move while the allocation is open. The client bound a channel after its first
+    // Send indication, so the gauges show one permission and one channel.
+    let (ok, text) = wait_for_metrics(&relay, |text| {
+        sample(text, C2P) >= Some(MESSAGES as u64)
+            && sample(text, P2C) >= Some(MESSAGES as u64)
+            && sample(text, "supernode_relay_permissions_active") == Some(1)
+            && sample(text, "supernode_relay_channels_active") == Some(1)
+    })
+    .await;
+    assert!(ok, "metrics did not show the relayed traffic:\n{text}");
+    assert_eq!(
+        sample(&text, "supernode_relay_allocations_active"),
+        Some(1),
+        "{text}"
+    );
+
+    echo.abort();
+    bounded("close relayed conn", relayed.close())
+        .await
+        .unwrap();
+    bounded("close client", client.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_policy_refuses_loopback_peer() {
+    let relay = Relay::start((51_050, 51_089), false);
+    let creds = credentials(SECRET, "bob");
+    let client = turn_client(relay.addr(), &creds).await;
+    let relayed = bounded("allocate", client.allocate()).await.unwrap();
+
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+
+    // CreatePermission for a loopback peer is refused with 403, so the send fails.
+    let err = bounded(
+        "send to forbidden peer",
+        relayed.send_to(b"hello", peer_addr),
+    )
+    .await
+    .expect_err("the relay must refuse a permission for a loopback peer");
+    assert!(err.to_string().contains("403"), "unexpected error: {err}");
+
+    // And nothing reaches the peer.
+    let mut buf = [0u8; 64];
+    let got = timeout(Duration::from_millis(700), peer.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "peer received {got:?} despite the refusal");
+
+    // Once the metrics show the allocation, they must show nothing relayed.
+    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, ALLOC_OK) == Some(1)).await;
+    assert!(ok, "allocation never showed in the metrics:\n{text}");
+    assert_eq!(sample(&text, C2P), Some(0), "{text}");
+
+    bounded("close relayed conn", relayed.close())
+        .await
+        .unwrap();
+    bounded("close client", client.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_is_refused() {
+    let relay = Relay::start((51_090, 51_099), true);
+    let creds = credentials("not-the-secret", "mallory");
+    let client = turn_client(relay.addr(), &creds).await;
+    let err = bounded("allocate with bad credentials", client.allocate())
+        .await
+        .err()
+        .expect("allocate with a wrong secret must fail");
+    assert!(err.to_string().contains("401"), "unexpected error: {err}");
+    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, BAD_INTEGRITY) >= Some(1)).await;
+    assert!(ok, "the refusal never showed in the metrics:\n{text}");
+    assert_eq!(sample(&text, ALLOC_OK), Some(0), "{text}");
+    bounded("close client", client.close()).await.unwrap();
+}
