@@ -405,6 +405,24 @@ fn turn_over_tls_allocates_and_relays_both_ways() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Over a stream the allocation lives as long as the connection (RFC 8656 §3.1).
     drop(client);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let want = [
+        "supernode_relay_allocations_active 0",
+        "supernode_relay_allocations_closed_total 1",
+        "supernode_relay_connections_active 0",
+    ];
+    loop {
+        let text = render(&registry);
+        if want.iter().all(|w| text.lines().any(|l| l == *w)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closing the connection did not end the allocation:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     relay.shutdown().unwrap();
 }

@@ -40,6 +40,8 @@ const C2P: &str = "supernode_relay_relayed_packets_total{direction=\"client_to_p
 const P2C: &str = "supernode_relay_relayed_packets_total{direction=\"peer_to_client\"}";
 /// Successful Allocate requests.
 const ALLOC_OK: &str = "supernode_relay_allocations_total{result=\"ok\"}";
+/// Peer packets dropped for want of a permission.
+const NO_PERMISSION: &str = "supernode_relay_dropped_packets_total{reason=\"no_permission\"}";
 /// Requests whose MESSAGE-INTEGRITY did not match the credentials.
 const BAD_INTEGRITY: &str = "supernode_relay_auth_failures_total{reason=\"bad_integrity\"}";
 
@@ -150,7 +152,7 @@ async fn wait_for_metrics(relay: &Relay, ok: impl Fn(&str) -> bool) -> (bool, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_client_relays_round_trip_with_allow_list() {
-    let relay = Relay::start((51_000, 51_049), true);
+    let relay = Relay::start((51_000, 51_039), true);
     let before = relay.metrics();
     assert_eq!(sample(&before, C2P), Some(0), "{before}");
     assert_eq!(sample(&before, P2C), Some(0), "{before}");
@@ -161,7 +163,7 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
     let relayed_addr = relayed.local_addr().unwrap();
     assert_eq!(relayed_addr.ip(), relay.addr().ip());
     assert!(
-        (51_000..=51_049).contains(&relayed_addr.port()),
+        (51_000..=51_039).contains(&relayed_addr.port()),
         "relayed port {relayed_addr} outside the configured range"
     );
 
@@ -245,7 +247,64 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
         "{text}"
     );
 
+    // Closing sends a Refresh with LIFETIME 0; the relay ends the allocation.
     echo.abort();
+    bounded("close relayed conn", relayed.close())
+        .await
+        .unwrap();
+    let (ok, text) = wait_for_metrics(&relay, |text| {
+        sample(text, "supernode_relay_allocations_active") == Some(0)
+            && sample(text, "supernode_relay_allocations_closed_total") == Some(1)
+    })
+    .await;
+    assert!(ok, "the allocation did not end after close:\n{text}");
+    bounded("close client", client.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_are_per_ip_and_strangers_are_dropped() {
+    let relay = Relay::start((51_070, 51_089), true);
+    let creds = credentials(SECRET, "dave");
+    let client = turn_client(relay.addr(), &creds).await;
+    let relayed = bounded("allocate", client.allocate()).await.unwrap();
+    let relayed_addr = relayed.local_addr().unwrap();
+
+    // Sending to the peer installs a permission for 127.0.0.1.
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    bounded("send to peer", relayed.send_to(b"open", peer_addr))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = bounded("peer receive", peer.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"open"[..], relayed_addr));
+
+    // A stranger on another loopback address has no permission: dropped and counted.
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    stranger.send_to(b"stranger", relayed_addr).await.unwrap();
+    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, NO_PERMISSION) >= Some(1)).await;
+    assert!(
+        ok,
+        "the stranger's packet was not counted as dropped:\n{text}"
+    );
+
+    // Another port on the permitted IP gets through (permissions are per IP, RFC 8656 §9),
+    // as a Data indication since no channel is bound to it.
+    let sibling = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sibling_addr = sibling.local_addr().unwrap();
+    sibling.send_to(b"sibling", relayed_addr).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = bounded("receive from sibling", relayed.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"sibling"[..], sibling_addr),
+        "the stranger's packet must not have been delivered"
+    );
+
     bounded("close relayed conn", relayed.close())
         .await
         .unwrap();
@@ -254,7 +313,7 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_policy_refuses_loopback_peer() {
-    let relay = Relay::start((51_050, 51_089), false);
+    let relay = Relay::start((51_040, 51_069), false);
     let creds = credentials(SECRET, "bob");
     let client = turn_client(relay.addr(), &creds).await;
     let relayed = bounded("allocate", client.allocate()).await.unwrap();
