@@ -1,7 +1,7 @@
 //! The NAT kind → measured behaviour table printed by the table test and kept in
 //! `docs/nat-lab.md`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -82,16 +82,37 @@ fn measure_site(lab: &Lab, site: &str, probe: &Path, servers: Servers) -> Result
     })
 }
 
-/// Marks the start of the generated table in `docs/nat-lab.md`.
-pub const DOC_START: &str = "<!-- natlab-table:start -->";
-/// Marks the end of the generated table in `docs/nat-lab.md`.
-pub const DOC_END: &str = "<!-- natlab-table:end -->";
+/// Name of the generated NAT kind table's section in `docs/nat-lab.md`.
+pub const KINDS_SECTION: &str = "natlab-table";
+/// Name of the generated rendezvous discovery section in `docs/nat-lab.md`.
+pub const DISCOVERY_SECTION: &str = "natlab-discovery";
 
-/// Replaces the text between [`DOC_START`] and [`DOC_END`] in `doc` with `table`.
-pub fn splice(doc: &str, table: &str) -> Option<String> {
-    let start = doc.find(DOC_START)? + DOC_START.len();
-    let end = doc.find(DOC_END)?;
-    (start <= end).then(|| format!("{}\n{table}{}", &doc[..start], &doc[end..]))
+/// Path of `docs/nat-lab.md` in the source tree.
+pub const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nat-lab.md");
+
+/// Replaces the text between the `<!-- {section}:start -->` and `<!-- {section}:end -->`
+/// markers in `doc` with `text`.
+pub fn splice(doc: &str, section: &str, text: &str) -> Option<String> {
+    let (open, close) = (
+        format!("<!-- {section}:start -->"),
+        format!("<!-- {section}:end -->"),
+    );
+    let start = doc.find(&open)? + open.len();
+    let end = doc.find(&close)?;
+    (start <= end).then(|| format!("{}\n{text}{}", &doc[..start], &doc[end..]))
+}
+
+/// With `NATLAB_WRITE_DOC=1`, rewrites `section` of `docs/nat-lab.md` with `text`.
+pub fn write_doc_section(section: &str, text: &str) -> Result<()> {
+    if !std::env::var("NATLAB_WRITE_DOC").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    let doc = std::fs::read_to_string(DOC_PATH)?;
+    let updated = splice(&doc, section, text)
+        .with_context(|| format!("no {section} markers in {DOC_PATH}"))?;
+    std::fs::write(DOC_PATH, updated)?;
+    println!("wrote {DOC_PATH}");
+    Ok(())
 }
 
 /// Renders rows as a Markdown table.
@@ -141,12 +162,13 @@ mod tests {
 
     #[test]
     fn splice_replaces_only_the_marked_part() {
-        let doc = format!("intro\n{DOC_START}\nold\n{DOC_END}\noutro\n");
-        let new = splice(&doc, "| new |\n").unwrap();
+        let doc = "intro\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n";
+        let new = splice(doc, "t", "| new |\n").unwrap();
         assert_eq!(
             new,
-            format!("intro\n{DOC_START}\n| new |\n{DOC_END}\noutro\n")
+            "intro\n<!-- t:start -->\n| new |\n<!-- t:end -->\noutro\n"
         );
-        assert_eq!(splice("no markers", "x"), None);
+        assert_eq!(splice("no markers", "t", "x"), None);
+        assert_eq!(splice(doc, "other", "x"), None);
     }
 }

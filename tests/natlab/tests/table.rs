@@ -14,13 +14,7 @@ fn nat_kind_table() {
     let rows = table::measure_all(&common::probe()).unwrap();
     let markdown = table::markdown(&rows);
     println!("\n{markdown}\nmeasured in {:?}", started.elapsed());
-    if std::env::var("NATLAB_WRITE_DOC").is_ok_and(|v| v == "1") {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nat-lab.md");
-        let doc = std::fs::read_to_string(path).unwrap();
-        let updated = table::splice(&doc, &markdown).expect("table markers in docs/nat-lab.md");
-        std::fs::write(path, updated).unwrap();
-        println!("wrote {path}");
-    }
+    table::write_doc_section(table::KINDS_SECTION, &markdown).unwrap();
     let wrong: Vec<_> = rows.iter().filter(|r| !r.mismatches.is_empty()).collect();
     assert!(wrong.is_empty(), "kinds not as claimed: {wrong:#?}");
     for r in &rows {
