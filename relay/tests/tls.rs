@@ -8,6 +8,7 @@
 // Helpers outside #[test] functions unwrap too: any failure should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use prometheus_client::registry::Registry;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::io::{self, Read, Write};
@@ -80,10 +81,7 @@ fn write_certificate(dir: &TempDir) -> (CertificateDer<'static>, PathBuf, PathBu
 }
 
 /// Starts a relay with only a TLS listener and loopback peers allowed.
-fn start_relay(
-    cert: PathBuf,
-    key: PathBuf,
-) -> (Handle, Arc<prometheus_client::registry::Registry>) {
+fn start_relay(cert: PathBuf, key: PathBuf) -> (Handle, Arc<Registry>) {
     let mut config = Config::default();
     config.listen.udp = vec![];
     config.listen.tcp = vec![];
@@ -275,6 +273,23 @@ fn recv_udp(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     (buf[..n].to_vec(), from)
 }
 
+/// Waits up to three seconds (metrics sync every 500 ms) until every line of `want` appears
+/// in the rendered metrics.
+fn wait_for_lines(registry: &Registry, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = render(registry);
+        if want.iter().all(|w| text.lines().any(|l| l == *w)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {want:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn turn_over_tls_allocates_and_relays_both_ways() {
     let dir = TempDir::new();
@@ -387,42 +402,24 @@ fn turn_over_tls_allocates_and_relays_both_ways() {
     assert!(client.rbuf.is_empty());
 
     // The TLS connection and the relayed packets show in the metrics.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let want = [
-        "supernode_relay_connections_total{transport=\"tls\"} 1",
-        "supernode_relay_relayed_packets_total{direction=\"client_to_peer\"} 2",
-        "supernode_relay_relayed_packets_total{direction=\"peer_to_client\"} 2",
-    ];
-    loop {
-        let text = render(&registry);
-        if want.iter().all(|w| text.lines().any(|l| l == *w)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed {want:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lines(
+        &registry,
+        &[
+            "supernode_relay_connections_total{transport=\"tls\"} 1",
+            "supernode_relay_relayed_packets_total{direction=\"client_to_peer\"} 2",
+            "supernode_relay_relayed_packets_total{direction=\"peer_to_client\"} 2",
+        ],
+    );
 
     // Over a stream the allocation lives as long as the connection (RFC 8656 §3.1).
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let want = [
-        "supernode_relay_allocations_active 0",
-        "supernode_relay_allocations_closed_total 1",
-        "supernode_relay_connections_active 0",
-    ];
-    loop {
-        let text = render(&registry);
-        if want.iter().all(|w| text.lines().any(|l| l == *w)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "closing the connection did not end the allocation:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_lines(
+        &registry,
+        &[
+            "supernode_relay_allocations_active 0",
+            "supernode_relay_allocations_closed_total 1",
+            "supernode_relay_connections_active 0",
+        ],
+    );
     relay.shutdown().unwrap();
 }

@@ -42,6 +42,8 @@ const P2C: &str = "supernode_relay_relayed_packets_total{direction=\"peer_to_cli
 const ALLOC_OK: &str = "supernode_relay_allocations_total{result=\"ok\"}";
 /// Peer packets dropped for want of a permission.
 const NO_PERMISSION: &str = "supernode_relay_dropped_packets_total{reason=\"no_permission\"}";
+/// Requests that carried an expired nonce (answered 438).
+const STALE_NONCE: &str = "supernode_relay_auth_failures_total{reason=\"stale_nonce\"}";
 /// Requests whose MESSAGE-INTEGRITY did not match the credentials.
 const BAD_INTEGRITY: &str = "supernode_relay_auth_failures_total{reason=\"bad_integrity\"}";
 
@@ -54,9 +56,9 @@ struct Relay {
 }
 
 impl Relay {
-    /// Starts a UDP-only relay whose relay sockets use `ports`; `allow_loopback` adds
-    /// `127.0.0.0/8` to the peer allow-list.
-    fn start(ports: (u16, u16), allow_loopback: bool) -> Self {
+    /// Starts a UDP-only relay whose relay sockets use `ports`, after `tweak` has had its say
+    /// on the configuration.
+    fn start(ports: (u16, u16), tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.listen.udp = vec!["127.0.0.1:0".parse().unwrap()];
         config.listen.tcp = vec![];
@@ -64,9 +66,7 @@ impl Relay {
         config.relay.min_port = ports.0;
         config.relay.max_port = ports.1;
         config.auth.secrets = vec![SECRET.into()];
-        if allow_loopback {
-            config.peers.allow = vec!["127.0.0.0/8".parse().unwrap()];
-        }
+        tweak(&mut config);
         let server_config = config.to_server_config().unwrap();
         let (metrics, registry) = Metrics::new();
         let options = Options {
@@ -92,15 +92,22 @@ impl Relay {
     }
 }
 
+/// Lets the relay talk to loopback peers, which the default policy refuses.
+fn allow_loopback(config: &mut Config) {
+    config.peers.allow = vec!["127.0.0.0/8".parse().unwrap()];
+}
+
 /// REST credentials valid for an hour.
 fn credentials(secret: &str, user: &str) -> Credentials {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     Credentials::rest(secret.as_bytes(), user, now.as_secs() + 3600)
 }
 
-/// A webrtc-rs client bound to a fresh loopback socket, listening, not yet allocated.
-async fn turn_client(relay: SocketAddr, creds: &Credentials) -> Client {
+/// A webrtc-rs client bound to a fresh loopback socket, listening, not yet allocated; and the
+/// socket's address.
+async fn turn_client(relay: SocketAddr, creds: &Credentials) -> (Client, SocketAddr) {
     let conn = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = conn.local_addr().unwrap();
     let client = Client::new(ClientConfig {
         stun_serv_addr: relay.to_string(),
         turn_serv_addr: relay.to_string(),
@@ -116,7 +123,7 @@ async fn turn_client(relay: SocketAddr, creds: &Credentials) -> Client {
     .await
     .unwrap();
     client.listen().await.unwrap();
-    client
+    (client, local)
 }
 
 /// Awaits `fut` for at most [`STEP`], failing the test with `what` otherwise.
@@ -152,18 +159,23 @@ async fn wait_for_metrics(relay: &Relay, ok: impl Fn(&str) -> bool) -> (bool, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_client_relays_round_trip_with_allow_list() {
-    let relay = Relay::start((51_000, 51_039), true);
+    let relay = Relay::start((51_000, 51_029), allow_loopback);
     let before = relay.metrics();
     assert_eq!(sample(&before, C2P), Some(0), "{before}");
     assert_eq!(sample(&before, P2C), Some(0), "{before}");
 
     let creds = credentials(SECRET, "alice");
-    let client = turn_client(relay.addr(), &creds).await;
+    let (client, local) = turn_client(relay.addr(), &creds).await;
+    // A STUN Binding on the TURN port reflects the client's own address.
+    let mapped = bounded("binding", client.send_binding_request())
+        .await
+        .unwrap();
+    assert_eq!(mapped, local);
     let relayed = bounded("allocate", client.allocate()).await.unwrap();
     let relayed_addr = relayed.local_addr().unwrap();
     assert_eq!(relayed_addr.ip(), relay.addr().ip());
     assert!(
-        (51_000..=51_039).contains(&relayed_addr.port()),
+        (51_000..=51_029).contains(&relayed_addr.port()),
         "relayed port {relayed_addr} outside the configured range"
     );
 
@@ -263,9 +275,9 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_are_per_ip_and_strangers_are_dropped() {
-    let relay = Relay::start((51_070, 51_089), true);
+    let relay = Relay::start((51_050, 51_069), allow_loopback);
     let creds = credentials(SECRET, "dave");
-    let client = turn_client(relay.addr(), &creds).await;
+    let (client, _) = turn_client(relay.addr(), &creds).await;
     let relayed = bounded("allocate", client.allocate()).await.unwrap();
     let relayed_addr = relayed.local_addr().unwrap();
 
@@ -312,10 +324,46 @@ async fn permissions_are_per_ip_and_strangers_are_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_nonce_is_renewed_by_the_client() {
+    // Nonces live two seconds, so one issued at the Allocate is stale ~2 s later.
+    let relay = Relay::start((51_070, 51_089), |c| {
+        allow_loopback(c);
+        c.auth.nonce_lifetime_secs = 2;
+    });
+    let creds = credentials(SECRET, "erin");
+    let (client, _) = turn_client(relay.addr(), &creds).await;
+    let relayed = bounded("allocate", client.allocate()).await.unwrap();
+    let relayed_addr = relayed.local_addr().unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    // CreatePermission gets 438 with a fresh NONCE; the client retries with it and succeeds.
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    bounded(
+        "send after the nonce went stale",
+        relayed.send_to(b"late", peer_addr),
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = bounded("peer receive", peer.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"late"[..], relayed_addr));
+    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, STALE_NONCE) >= Some(1)).await;
+    assert!(ok, "no stale nonce was counted:\n{text}");
+
+    bounded("close relayed conn", relayed.close())
+        .await
+        .unwrap();
+    bounded("close client", client.close()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_policy_refuses_loopback_peer() {
-    let relay = Relay::start((51_040, 51_069), false);
+    let relay = Relay::start((51_030, 51_049), |_| {});
     let creds = credentials(SECRET, "bob");
-    let client = turn_client(relay.addr(), &creds).await;
+    let (client, _) = turn_client(relay.addr(), &creds).await;
     let relayed = bounded("allocate", client.allocate()).await.unwrap();
 
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -348,9 +396,9 @@ async fn default_policy_refuses_loopback_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_is_refused() {
-    let relay = Relay::start((51_090, 51_099), true);
+    let relay = Relay::start((51_090, 51_099), allow_loopback);
     let creds = credentials("not-the-secret", "mallory");
-    let client = turn_client(relay.addr(), &creds).await;
+    let (client, _) = turn_client(relay.addr(), &creds).await;
     let err = bounded("allocate with bad credentials", client.allocate())
         .await
         .err()
