@@ -22,6 +22,8 @@ use supernode_relay::config::Config;
 use supernode_relay::driver::{self, Handle, Options};
 use supernode_relay::metrics::{Metrics, render};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
@@ -141,20 +143,88 @@ fn sample(text: &str, series: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Polls the metrics text until `ok` holds or [`METRICS_WAIT`] passes; returns whether it held
-/// and the last text.
-async fn wait_for_metrics(relay: &Relay, ok: impl Fn(&str) -> bool) -> (bool, String) {
+/// Polls the metrics text until `ok` holds, failing the test with `what` after
+/// [`METRICS_WAIT`]; returns the text that satisfied it.
+async fn wait_for_metrics(relay: &Relay, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + METRICS_WAIT;
     loop {
         let text = relay.metrics();
         if ok(&text) {
-            return (true, text);
+            return text;
         }
-        if Instant::now() >= deadline {
-            return (false, text);
-        }
+        assert!(Instant::now() < deadline, "{what}:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Closes the allocation (Refresh with LIFETIME 0) and then the client.
+async fn close(relayed: impl Conn, client: Client) {
+    bounded("close relayed conn", relayed.close())
+        .await
+        .unwrap();
+    bounded("close client", client.close()).await.unwrap();
+}
+
+/// A UDP socket on 127.0.0.1 and its address.
+async fn udp_peer() -> (UdpSocket, SocketAddr) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    (sock, addr)
+}
+
+/// Runs a UDP peer that echoes each datagram, prefixed with `echo:`, back to its sender and
+/// reports `(payload, sender)`. It stops after a bounded number of datagrams or when aborted.
+fn spawn_echo(peer: UdpSocket) -> (JoinHandle<()>, mpsc::Receiver<(String, SocketAddr)>) {
+    let (tx, rx) = mpsc::channel(4 * MESSAGES);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..4 * MESSAGES {
+            let Ok((n, from)) = peer.recv_from(&mut buf).await else {
+                return;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = peer.send_to(format!("echo:{text}").as_bytes(), from).await;
+            if tx.send((text, from)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (task, rx)
+}
+
+/// Sends `count` distinct messages tagged `tag` through `relayed` to `peer`, then collects
+/// replies (each must come from `peer`) for at most [`STEP`]. Returns what was sent and what
+/// came back.
+async fn exchange(
+    relayed: &impl Conn,
+    peer: SocketAddr,
+    tag: &str,
+    count: usize,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let sent: BTreeSet<String> = (0..count)
+        .map(|i| format!("{tag} message {i:02}"))
+        .collect();
+    for msg in &sent {
+        // The count is what went to the relay: the payload plus its TURN framing.
+        let n = bounded("send through relay", relayed.send_to(msg.as_bytes(), peer))
+            .await
+            .unwrap();
+        assert!(n >= msg.len(), "short send: {n} < {}", msg.len());
+    }
+    let mut replies = BTreeSet::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + STEP;
+    while replies.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(r) = timeout(left, relayed.recv_from(&mut buf)).await else {
+            break;
+        };
+        let (n, from) = r.unwrap();
+        assert_eq!(from, peer, "reply attributed to the wrong peer");
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(replies.insert(reply), "duplicate reply");
+    }
+    (sent, replies)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,65 +249,17 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
         "relayed port {relayed_addr} outside the configured range"
     );
 
-    // The peer echoes every datagram back to where it came from and reports what it saw.
-    let peer = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let peer_addr = peer.local_addr().unwrap();
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::channel(MESSAGES * 2);
-    let echo = {
-        let peer = peer.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            for _ in 0..MESSAGES * 2 {
-                let Ok((n, from)) = peer.recv_from(&mut buf).await else {
-                    return;
-                };
-                let mut reply = b"echo:".to_vec();
-                reply.extend_from_slice(&buf[..n]);
-                let _ = peer.send_to(&reply, from).await;
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if seen_tx.send((text, from)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-
     // The first send waits for CreatePermission; the client then sends Send indications
     // while its ChannelBind is in flight and ChannelData afterwards.
-    let sent: BTreeSet<String> = (0..MESSAGES)
-        .map(|i| format!("interop message {i:02}"))
-        .collect();
-    for msg in &sent {
-        // The count is what went to the relay: the payload plus its TURN framing.
-        let n = bounded(
-            "send through relay",
-            relayed.send_to(msg.as_bytes(), peer_addr),
-        )
-        .await
-        .unwrap();
-        assert!(n >= msg.len(), "short send: {n} < {}", msg.len());
-    }
-
-    // Replies come back through the relay, from the peer's address.
-    let mut replies = BTreeSet::new();
-    let mut buf = vec![0u8; 2048];
-    let deadline = Instant::now() + STEP;
-    while replies.len() < MESSAGES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(r) = timeout(left, relayed.recv_from(&mut buf)).await else {
-            break;
-        };
-        let (n, from) = r.unwrap();
-        assert_eq!(from, peer_addr, "reply attributed to the wrong peer");
-        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(replies.insert(reply), "duplicate reply");
-    }
+    let (peer, peer_addr) = udp_peer().await;
+    let (echo, mut seen) = spawn_echo(peer);
+    let (sent, replies) = exchange(&relayed, peer_addr, "interop", MESSAGES).await;
     let expected: BTreeSet<String> = sent.iter().map(|m| format!("echo:{m}")).collect();
     assert_eq!(replies, expected, "replies received through the relay");
 
     // The peer saw every message exactly once, each from the relayed address.
     let mut at_peer = BTreeSet::new();
-    while let Ok((payload, from)) = seen_rx.try_recv() {
+    while let Ok((payload, from)) = seen.try_recv() {
         assert_eq!(from, relayed_addr, "peer saw a packet not from the relay");
         assert!(at_peer.insert(payload), "peer saw a duplicate");
     }
@@ -245,14 +267,13 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
 
     // Counters move while the allocation is open. The client bound a channel after its first
     // Send indication, so the gauges show one permission and one channel.
-    let (ok, text) = wait_for_metrics(&relay, |text| {
+    let text = wait_for_metrics(&relay, "metrics did not show the relayed traffic", |text| {
         sample(text, C2P) >= Some(MESSAGES as u64)
             && sample(text, P2C) >= Some(MESSAGES as u64)
             && sample(text, "supernode_relay_permissions_active") == Some(1)
             && sample(text, "supernode_relay_channels_active") == Some(1)
     })
     .await;
-    assert!(ok, "metrics did not show the relayed traffic:\n{text}");
     assert_eq!(
         sample(&text, "supernode_relay_allocations_active"),
         Some(1),
@@ -264,12 +285,11 @@ async fn webrtc_client_relays_round_trip_with_allow_list() {
     bounded("close relayed conn", relayed.close())
         .await
         .unwrap();
-    let (ok, text) = wait_for_metrics(&relay, |text| {
+    wait_for_metrics(&relay, "the allocation did not end after close", |text| {
         sample(text, "supernode_relay_allocations_active") == Some(0)
             && sample(text, "supernode_relay_allocations_closed_total") == Some(1)
     })
     .await;
-    assert!(ok, "the allocation did not end after close:\n{text}");
     bounded("close client", client.close()).await.unwrap();
 }
 
@@ -282,8 +302,7 @@ async fn permissions_are_per_ip_and_strangers_are_dropped() {
     let relayed_addr = relayed.local_addr().unwrap();
 
     // Sending to the peer installs a permission for 127.0.0.1.
-    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let peer_addr = peer.local_addr().unwrap();
+    let (peer, peer_addr) = udp_peer().await;
     bounded("send to peer", relayed.send_to(b"open", peer_addr))
         .await
         .unwrap();
@@ -296,16 +315,14 @@ async fn permissions_are_per_ip_and_strangers_are_dropped() {
     // A stranger on another loopback address has no permission: dropped and counted.
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     stranger.send_to(b"stranger", relayed_addr).await.unwrap();
-    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, NO_PERMISSION) >= Some(1)).await;
-    assert!(
-        ok,
-        "the stranger's packet was not counted as dropped:\n{text}"
-    );
+    wait_for_metrics(&relay, "the stranger's packet was not counted", |text| {
+        sample(text, NO_PERMISSION) >= Some(1)
+    })
+    .await;
 
     // Another port on the permitted IP gets through (permissions are per IP, RFC 8656 §9),
     // as a Data indication since no channel is bound to it.
-    let sibling = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let sibling_addr = sibling.local_addr().unwrap();
+    let (sibling, sibling_addr) = udp_peer().await;
     sibling.send_to(b"sibling", relayed_addr).await.unwrap();
     let mut buf = vec![0u8; 2048];
     let (n, from) = bounded("receive from sibling", relayed.recv_from(&mut buf))
@@ -317,10 +334,7 @@ async fn permissions_are_per_ip_and_strangers_are_dropped() {
         "the stranger's packet must not have been delivered"
     );
 
-    bounded("close relayed conn", relayed.close())
-        .await
-        .unwrap();
-    bounded("close client", client.close()).await.unwrap();
+    close(relayed, client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,8 +351,7 @@ async fn stale_nonce_is_renewed_by_the_client() {
     tokio::time::sleep(Duration::from_millis(2_200)).await;
 
     // CreatePermission gets 438 with a fresh NONCE; the client retries with it and succeeds.
-    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let peer_addr = peer.local_addr().unwrap();
+    let (peer, peer_addr) = udp_peer().await;
     bounded(
         "send after the nonce went stale",
         relayed.send_to(b"late", peer_addr),
@@ -350,13 +363,12 @@ async fn stale_nonce_is_renewed_by_the_client() {
         .await
         .unwrap();
     assert_eq!((&buf[..n], from), (&b"late"[..], relayed_addr));
-    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, STALE_NONCE) >= Some(1)).await;
-    assert!(ok, "no stale nonce was counted:\n{text}");
+    wait_for_metrics(&relay, "no stale nonce was counted", |text| {
+        sample(text, STALE_NONCE) >= Some(1)
+    })
+    .await;
 
-    bounded("close relayed conn", relayed.close())
-        .await
-        .unwrap();
-    bounded("close client", client.close()).await.unwrap();
+    close(relayed, client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,8 +378,7 @@ async fn default_policy_refuses_loopback_peer() {
     let (client, _) = turn_client(relay.addr(), &creds).await;
     let relayed = bounded("allocate", client.allocate()).await.unwrap();
 
-    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let peer_addr = peer.local_addr().unwrap();
+    let (peer, peer_addr) = udp_peer().await;
 
     // CreatePermission for a loopback peer is refused with 403, so the send fails.
     let err = bounded(
@@ -384,19 +395,66 @@ async fn default_policy_refuses_loopback_peer() {
     assert!(got.is_err(), "peer received {got:?} despite the refusal");
 
     // Once the metrics show the allocation, they must show nothing relayed.
-    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, ALLOC_OK) == Some(1)).await;
-    assert!(ok, "allocation never showed in the metrics:\n{text}");
+    let text = wait_for_metrics(&relay, "allocation never showed in the metrics", |text| {
+        sample(text, ALLOC_OK) == Some(1)
+    })
+    .await;
     assert_eq!(sample(&text, C2P), Some(0), "{text}");
 
-    bounded("close relayed conn", relayed.close())
-        .await
-        .unwrap();
-    bounded("close client", client.close()).await.unwrap();
+    close(relayed, client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_allocations_are_kept_apart() {
+    let relay = Relay::start((51_090, 51_094), allow_loopback);
+    let (peer, peer_addr) = udp_peer().await;
+    let (echo, mut seen) = spawn_echo(peer);
+    let (a, _) = turn_client(relay.addr(), &credentials(SECRET, "frank")).await;
+    let (b, _) = turn_client(relay.addr(), &credentials(SECRET, "grace")).await;
+    let ra = bounded("allocate a", a.allocate()).await.unwrap();
+    let rb = bounded("allocate b", b.allocate()).await.unwrap();
+    let (addr_a, addr_b) = (ra.local_addr().unwrap(), rb.local_addr().unwrap());
+    assert_ne!(addr_a, addr_b);
+
+    // Both talk to the same peer at once; each gets back only its own echoes.
+    let half = MESSAGES / 2;
+    let ((sent_a, got_a), (sent_b, got_b)) = tokio::join!(
+        exchange(&ra, peer_addr, "a", half),
+        exchange(&rb, peer_addr, "b", half)
+    );
+    let echoed = |sent: &BTreeSet<String>| -> BTreeSet<String> {
+        sent.iter().map(|m| format!("echo:{m}")).collect()
+    };
+    assert_eq!(got_a, echoed(&sent_a));
+    assert_eq!(got_b, echoed(&sent_b));
+
+    // And the peer saw each client's messages from that client's relayed address.
+    let mut at_peer = 0;
+    while let Ok((payload, from)) = seen.try_recv() {
+        let want = if payload.starts_with("a ") {
+            addr_a
+        } else {
+            addr_b
+        };
+        assert_eq!(from, want, "{payload} came from the wrong relayed address");
+        at_peer += 1;
+    }
+    assert_eq!(at_peer, 2 * half);
+    wait_for_metrics(&relay, "metrics did not show two allocations", |text| {
+        sample(text, "supernode_relay_allocations_active") == Some(2)
+            && sample(text, C2P) == Some(2 * half as u64)
+    })
+    .await;
+
+    echo.abort();
+    for (relayed, client) in [(ra, a), (rb, b)] {
+        close(relayed, client).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_is_refused() {
-    let relay = Relay::start((51_090, 51_099), allow_loopback);
+    let relay = Relay::start((51_095, 51_099), allow_loopback);
     let creds = credentials("not-the-secret", "mallory");
     let (client, _) = turn_client(relay.addr(), &creds).await;
     let err = bounded("allocate with bad credentials", client.allocate())
@@ -404,8 +462,10 @@ async fn wrong_secret_is_refused() {
         .err()
         .expect("allocate with a wrong secret must fail");
     assert!(err.to_string().contains("401"), "unexpected error: {err}");
-    let (ok, text) = wait_for_metrics(&relay, |text| sample(text, BAD_INTEGRITY) >= Some(1)).await;
-    assert!(ok, "the refusal never showed in the metrics:\n{text}");
+    let text = wait_for_metrics(&relay, "the refusal never showed in the metrics", |text| {
+        sample(text, BAD_INTEGRITY) >= Some(1)
+    })
+    .await;
     assert_eq!(sample(&text, ALLOC_OK), Some(0), "{text}");
     bounded("close client", client.close()).await.unwrap();
 }
