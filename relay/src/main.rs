@@ -285,6 +285,12 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // Every allocation holds a socket: lift the soft descriptor limit to the hard one, as a
+    // relay with the usual 1024 would refuse allocations long before its quota.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
     let tls_config = match &config.tls {
         Some(t) => Some(driver::load_server_config(&t.cert, &t.key)?),
         None => None,
