@@ -21,6 +21,10 @@ use supernode_proto::stun::{Integrity, check_integrity};
 /// Length of a nonce this relay issues.
 const NONCE_LEN: usize = 24;
 
+/// Derived keys remembered, by username. Deriving one costs a SASLprep pass and an MD5 per
+/// secret; clients reuse their credentials for several requests and allocations.
+pub const MAX_CACHED_KEYS: usize = 4096;
+
 /// Secrets and users the relay accepts.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -34,6 +38,9 @@ pub struct Auth {
     nonce_key: [u8; 32],
     /// How long a nonce stays fresh.
     nonce_lifetime_secs: u64,
+    /// Keys that verified a request before: username → (quota user, key). Only a key that
+    /// checked out enters, so unauthenticated traffic cannot fill it; it is cleared when full.
+    cache: HashMap<String, (String, HMACKey)>,
 }
 
 /// A request that authenticated.
@@ -75,6 +82,7 @@ impl Auth {
             users,
             nonce_key,
             nonce_lifetime_secs,
+            cache: HashMap::default(),
         }
     }
 
@@ -128,7 +136,7 @@ impl Auth {
     ///
     /// `raw` is the request's bytes and `msg` its decoding; `client` the source address.
     pub fn authenticate(
-        &self,
+        &mut self,
         raw: &[u8],
         msg: &StunMessage,
         client: IpAddr,
@@ -156,10 +164,27 @@ impl Auth {
             return Err(Rejection::Unauthorized(AuthFailure::WrongRealm));
         }
         let username = username.as_str();
-        for (user, password) in self.candidate_passwords(username, unix_now)? {
+        // Expiry is checked on every request, cached key or not.
+        let candidates = self.candidate_passwords(username, unix_now)?;
+        if let Some((user, key)) = self.cache.get(username) {
+            if let Ok(integrity) = check_integrity(raw, msg, key) {
+                return Ok(Authenticated {
+                    username: username.to_owned(),
+                    user: user.clone(),
+                    key: key.clone(),
+                    integrity,
+                });
+            }
+        }
+        for (user, password) in candidates {
             let key = long_term_key(username, &self.realm, &password)
                 .map_err(|_| Rejection::Unauthorized(AuthFailure::UnknownUser))?;
             if let Ok(integrity) = check_integrity(raw, msg, &key) {
+                if self.cache.len() >= MAX_CACHED_KEYS {
+                    self.cache.clear();
+                }
+                self.cache
+                    .insert(username.to_owned(), (user.clone(), key.clone()));
                 return Ok(Authenticated {
                     username: username.to_owned(),
                     user,
