@@ -19,16 +19,7 @@ fn relay() -> driver::Handle {
     let (m, _) = metrics::Metrics::new();
     driver::spawn(
         config.to_server_config().unwrap(),
-        driver::Options {
-            udp: config.listen.udp.clone(),
-            tcp: vec![],
-            tls: vec![],
-            tls_config: None,
-            recv_buffer: 1 << 20,
-            send_buffer: 1 << 20,
-            max_connections: 10,
-            announce: None,
-        },
+        driver::Options::from_config(&config),
         m,
     )
     .unwrap()

@@ -75,6 +75,23 @@ pub struct Options {
     pub announce: Option<AnnounceOptions>,
 }
 
+impl Options {
+    /// Listeners, buffer sizes and limits from a configuration; no TLS and no rendezvous
+    /// (set `tls_config` and `announce` when wanted).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            udp: config.listen.udp.clone(),
+            tcp: config.listen.tcp.clone(),
+            tls: config.listen.tls.clone(),
+            tls_config: None,
+            recv_buffer: config.sockets.recv_buffer,
+            send_buffer: config.sockets.send_buffer,
+            max_connections: config.limits.max_connections,
+            announce: None,
+        }
+    }
+}
+
 /// A running relay: its bound addresses and the means to stop it.
 pub struct Handle {
     /// Bound UDP listener addresses (ports resolved when 0 was asked for).

@@ -334,14 +334,9 @@ fn main() -> anyhow::Result<()> {
     let handle = driver::spawn(
         server_config,
         driver::Options {
-            udp: config.listen.udp.clone(),
-            tcp: config.listen.tcp.clone(),
-            tls: config.listen.tls.clone(),
             tls_config,
-            recv_buffer: config.sockets.recv_buffer,
-            send_buffer: config.sockets.send_buffer,
-            max_connections: config.limits.max_connections,
             announce,
+            ..driver::Options::from_config(&config)
         },
         metrics,
     )
