@@ -19,12 +19,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use supernode_proto::credentials::{Credentials, long_term_key};
 use supernode_proto::stun::{check_integrity, encode};
 use supernode_proto::stun_rs::attributes::stun::{
-    ErrorCode, Fingerprint, MessageIntegrity, Nonce, Realm, UserName,
+    ErrorCode, Fingerprint, MessageIntegrity, Nonce, Realm, UserName, XorMappedAddress,
 };
 use supernode_proto::stun_rs::attributes::turn::{
     ChannelNumber, Data, RequestedTrasport, XorPeerAddress, XorRelayedAddress,
 };
-use supernode_proto::stun_rs::methods::{ALLOCATE, CHANNEL_BIND, CREATE_PERMMISSION, DATA, SEND};
+use supernode_proto::stun_rs::methods::{
+    ALLOCATE, BINDING, CHANNEL_BIND, CREATE_PERMMISSION, DATA, SEND,
+};
 use supernode_proto::stun_rs::{
     HMACKey, MessageClass, MessageDecoderBuilder, MessageMethod, StunAttribute, StunMessage,
     StunMessageBuilder, TransactionId, protocols,
@@ -36,8 +38,8 @@ use supernode_relay::metrics::{Metrics, render};
 
 /// The REST shared secret the relay is configured with.
 const SECRET: &str = "tls-secret";
-/// Relay ports of this test, disjoint from the other test files'.
-const PORTS: (u16, u16) = (51_100, 51_199);
+/// Relay ports of the relaying test; this file owns 51100-51199, disjoint from other files'.
+const PORTS: (u16, u16) = (51_100, 51_149);
 /// Upper bound on waiting for any one message.
 const STEP: Duration = Duration::from_secs(5);
 /// Granularity of blocking reads, so deadlines are checked.
@@ -81,7 +83,7 @@ fn write_certificate(dir: &TempDir) -> (CertificateDer<'static>, PathBuf, PathBu
 }
 
 /// Starts a relay with only a TLS listener and loopback peers allowed.
-fn start_relay(cert: PathBuf, key: PathBuf) -> (Handle, Arc<Registry>) {
+fn start_relay(cert: PathBuf, key: PathBuf, ports: (u16, u16)) -> (Handle, Arc<Registry>) {
     let mut config = Config::default();
     config.listen.udp = vec![];
     config.listen.tcp = vec![];
@@ -91,8 +93,8 @@ fn start_relay(cert: PathBuf, key: PathBuf) -> (Handle, Arc<Registry>) {
         key: key.clone(),
     });
     config.metrics = None;
-    config.relay.min_port = PORTS.0;
-    config.relay.max_port = PORTS.1;
+    config.relay.min_port = ports.0;
+    config.relay.max_port = ports.1;
     config.auth.secrets = vec![SECRET.into()];
     config.peers.allow = vec!["127.0.0.0/8".parse().unwrap()];
     let server_config = config.to_server_config().unwrap();
@@ -214,6 +216,34 @@ impl TlsClient {
         );
         (msg, raw)
     }
+
+    /// The 401 challenge (which must carry REALM and NONCE), then an Allocate signed with REST
+    /// credentials for `user`; returns the credentials and the relayed address.
+    fn allocate(&mut self, user: &str) -> (Auth, SocketAddr) {
+        let transport: StunAttribute = RequestedTrasport::from(protocols::UDP).into();
+        let (challenge, _) = self.transact(&request(ALLOCATE, vec![transport.clone()], None));
+        assert_eq!(challenge.class(), MessageClass::ErrorResponse);
+        assert_eq!(error_code(&challenge), Some(401));
+        let realm = challenge.get::<Realm>().expect("401 carries REALM");
+        let realm = realm.expect_realm().as_str().to_owned();
+        let nonce = challenge.get::<Nonce>().expect("401 carries NONCE");
+        let nonce = nonce.expect_nonce().as_str().to_owned();
+        assert_eq!(realm, Config::default().realm);
+
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let creds = Credentials::rest(SECRET.as_bytes(), user, now.as_secs() + 3600);
+        let auth = Auth {
+            key: long_term_key(&creds.username, &realm, &creds.password).unwrap(),
+            username: creds.username,
+            realm,
+            nonce,
+        };
+        let (ok, raw) = self.transact(&request(ALLOCATE, vec![transport], Some(&auth)));
+        assert_success(&ok, &raw, ALLOCATE, &auth);
+        let relayed = ok.get::<XorRelayedAddress>().expect("XOR-RELAYED-ADDRESS");
+        let relayed = *relayed.expect_xor_relayed_address().socket_address();
+        (auth, relayed)
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -294,44 +324,10 @@ fn wait_for_lines(registry: &Registry, want: &[&str]) {
 fn turn_over_tls_allocates_and_relays_both_ways() {
     let dir = TempDir::new();
     let (cert_der, cert, key) = write_certificate(&dir);
-    let (relay, registry) = start_relay(cert, key);
+    let (relay, registry) = start_relay(cert, key, PORTS);
     let mut client = TlsClient::connect(relay.tls[0], cert_der);
 
-    // Unauthenticated Allocate: 401 with REALM and NONCE.
-    let transport: StunAttribute = RequestedTrasport::from(protocols::UDP).into();
-    let (challenge, _) = client.transact(&request(ALLOCATE, vec![transport.clone()], None));
-    assert_eq!(challenge.class(), MessageClass::ErrorResponse);
-    assert_eq!(error_code(&challenge), Some(401));
-    let realm = challenge
-        .get::<Realm>()
-        .expect("401 carries REALM")
-        .expect_realm()
-        .as_str()
-        .to_owned();
-    let nonce = challenge
-        .get::<Nonce>()
-        .expect("401 carries NONCE")
-        .expect_nonce()
-        .as_str()
-        .to_owned();
-    assert_eq!(realm, Config::default().realm);
-
-    // Authenticated Allocate with REST credentials: a relayed address in the configured range.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let creds = Credentials::rest(SECRET.as_bytes(), "carol", now.as_secs() + 3600);
-    let auth = Auth {
-        key: long_term_key(&creds.username, &realm, &creds.password).unwrap(),
-        username: creds.username,
-        realm,
-        nonce,
-    };
-    let (ok, raw) = client.transact(&request(ALLOCATE, vec![transport], Some(&auth)));
-    assert_success(&ok, &raw, ALLOCATE, &auth);
-    let relayed = *ok
-        .get::<XorRelayedAddress>()
-        .expect("XOR-RELAYED-ADDRESS")
-        .expect_xor_relayed_address()
-        .socket_address();
+    let (auth, relayed) = client.allocate("carol");
     assert_eq!(relayed.ip(), relay.tls[0].ip());
     assert!((PORTS.0..=PORTS.1).contains(&relayed.port()), "{relayed}");
 
@@ -421,5 +417,102 @@ fn turn_over_tls_allocates_and_relays_both_ways() {
             "supernode_relay_connections_active 0",
         ],
     );
+    relay.shutdown().unwrap();
+}
+
+/// True if the other side closes the stream within `within` (EOF or a reset); data that
+/// arrives meanwhile is discarded.
+fn closed_within(stream: &mut impl Read, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// A Binding request answered on `client`: XOR-MAPPED-ADDRESS is the client's TCP address.
+fn assert_binding_answer(client: &mut TlsClient, request: &[u8]) {
+    let (msg, raw) = client.recv_stun();
+    assert_eq!(
+        &raw[8..20],
+        &request[8..20],
+        "answers come in request order"
+    );
+    assert_eq!(
+        (msg.method(), msg.class()),
+        (BINDING, MessageClass::SuccessResponse)
+    );
+    let mapped = msg.get::<XorMappedAddress>().expect("XOR-MAPPED-ADDRESS");
+    let mapped = *mapped.expect_xor_mapped_address().socket_address();
+    assert_eq!(mapped, client.stream.sock.local_addr().unwrap());
+}
+
+#[test]
+fn tls_framing_holds_and_hostile_connections_close_alone() {
+    let dir = TempDir::new();
+    let (cert_der, cert, key) = write_certificate(&dir);
+    let (relay, registry) = start_relay(cert, key, (51_150, 51_199));
+    let addr = relay.tls[0];
+    let mut good = TlsClient::connect(addr, cert_der.clone());
+    let (auth, _) = good.allocate("ivan");
+
+    // One message split across two TLS records is reassembled.
+    let binding = request(BINDING, vec![], None);
+    good.send(&binding[..7]);
+    std::thread::sleep(Duration::from_millis(50));
+    good.send(&binding[7..]);
+    assert_binding_answer(&mut good, &binding);
+    // Two messages in one record are both answered, in order.
+    let (first, second) = (
+        request(BINDING, vec![], None),
+        request(BINDING, vec![], None),
+    );
+    good.send(&[first.as_slice(), second.as_slice()].concat());
+    assert_binding_answer(&mut good, &first);
+    assert_binding_answer(&mut good, &second);
+
+    // Plaintext STUN on the TLS port: the handshake fails and the connection is closed.
+    let mut plain = TcpStream::connect_timeout(&addr, STEP).unwrap();
+    plain.set_read_timeout(Some(READ_SLICE)).unwrap();
+    plain.write_all(&binding).unwrap();
+    assert!(
+        closed_within(&mut plain, STEP),
+        "plaintext connection left open"
+    );
+    // Bytes that are neither STUN nor ChannelData inside TLS: that connection is closed.
+    let mut garbage = TlsClient::connect(addr, cert_der.clone());
+    garbage.send(&[0xFF; 64]);
+    assert!(
+        closed_within(&mut garbage.stream, STEP),
+        "garbage connection left open"
+    );
+    // Half a message is kept waiting for the rest, and blocks nobody.
+    let mut partial = TlsClient::connect(addr, cert_der);
+    partial.send(&request(BINDING, vec![], None)[..10]);
+    assert!(
+        !closed_within(&mut partial.stream, Duration::from_millis(300)),
+        "a connection holding half a message must stay open"
+    );
+
+    // The well-behaved client's allocation is untouched by all of that.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_attr: StunAttribute = XorPeerAddress::from(peer.local_addr().unwrap()).into();
+    let (ok, raw) = good.transact(&request(CREATE_PERMMISSION, vec![peer_attr], Some(&auth)));
+    assert_success(&ok, &raw, CREATE_PERMMISSION, &auth);
+    wait_for_lines(
+        &registry,
+        &[
+            "supernode_relay_connections_total{transport=\"tls\"} 4",
+            "supernode_relay_connections_active 2",
+            "supernode_relay_allocations_active 1",
+        ],
+    );
+    drop((good, partial));
     relay.shutdown().unwrap();
 }

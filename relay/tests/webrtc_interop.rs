@@ -183,10 +183,12 @@ fn spawn_echo(peer: UdpSocket) -> (JoinHandle<()>, mpsc::Receiver<(String, Socke
                 return;
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let _ = peer.send_to(format!("echo:{text}").as_bytes(), from).await;
+            let reply = format!("echo:{text}");
+            // Report before echoing, so a test that has its echo also has the report.
             if tx.send((text, from)).await.is_err() {
                 return;
             }
+            let _ = peer.send_to(reply.as_bytes(), from).await;
         }
     });
     (task, rx)
