@@ -1,9 +1,12 @@
 //! TURN over TLS (RFC 8656 §3.1), end to end against the relay's TLS listener.
 //!
-//! The test makes a self-signed certificate with rcgen, starts the relay in-process with only
+//! Each test makes a self-signed certificate with rcgen, starts the relay in-process with only
 //! a TLS listener on `127.0.0.1:0`, and speaks TURN over a rustls client that trusts exactly
 //! that certificate. Messages are built with stun-rs and framed on the stream by hand, as any
-//! TURN-over-TLS client would. Everything stays on loopback; every read has a deadline.
+//! TURN-over-TLS client would. One test relays both ways (Send/Data indications, padded
+//! ChannelData) and ends the allocation by closing the connection; the other checks stream
+//! framing across and within TLS records and that hostile connections are closed alone.
+//! Everything stays on loopback; every read has a deadline.
 
 // Helpers outside #[test] functions unwrap too: any failure should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

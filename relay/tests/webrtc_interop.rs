@@ -4,9 +4,12 @@
 //! range, lets the webrtc-rs client allocate with TURN REST credentials, and talks to a plain
 //! tokio UDP socket playing the peer. Everything stays on loopback, every wait is bounded.
 //!
-//! What the client exercises on the relay: the 401 challenge and the authenticated Allocate,
-//! CreatePermission, Send indications (its first packets to a peer), ChannelBind and
-//! ChannelData (the packets after the binding), and Data indications / ChannelData back.
+//! What the client exercises on the relay: Binding, the 401 challenge and the authenticated
+//! Allocate, CreatePermission (and its 403 under the default peer policy, its 438 once the
+//! nonce is stale), Send indications (its first packets to a peer), ChannelBind and
+//! ChannelData (the packets after the binding), Data indications and ChannelData back, and
+//! Refresh with LIFETIME 0. Results are also read from the relay's metrics, which must move
+//! while the allocation is open. This file owns relay ports 51000-51099, split per test.
 
 // Helpers outside #[test] functions unwrap too: any failure should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
