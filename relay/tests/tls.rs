@@ -104,14 +104,8 @@ fn start_relay(cert: PathBuf, key: PathBuf, ports: (u16, u16)) -> (Handle, Arc<R
     let tls_config = driver::load_server_config(&cert, &key).unwrap();
     let (metrics, registry) = Metrics::new();
     let options = Options {
-        udp: vec![],
-        tcp: vec![],
-        tls: config.listen.tls.clone(),
         tls_config: Some(tls_config),
-        recv_buffer: config.sockets.recv_buffer,
-        send_buffer: config.sockets.send_buffer,
-        max_connections: config.limits.max_connections,
-        announce: None,
+        ..Options::from_config(&config)
     };
     (
         driver::spawn(server_config, options, metrics).unwrap(),

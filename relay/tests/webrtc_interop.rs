@@ -74,16 +74,7 @@ impl Relay {
         tweak(&mut config);
         let server_config = config.to_server_config().unwrap();
         let (metrics, registry) = Metrics::new();
-        let options = Options {
-            udp: config.listen.udp.clone(),
-            tcp: vec![],
-            tls: vec![],
-            tls_config: None,
-            recv_buffer: config.sockets.recv_buffer,
-            send_buffer: config.sockets.send_buffer,
-            max_connections: config.limits.max_connections,
-            announce: None,
-        };
+        let options = Options::from_config(&config);
         let handle = driver::spawn(server_config, options, metrics).unwrap();
         Self { handle, registry }
     }
