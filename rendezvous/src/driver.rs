@@ -1,12 +1,13 @@
 //! The tokio driver: a fixed set of sockets around one [`Core`].
 //!
 //! One task owns the core. It waits with `tokio::select!` on the UDP sockets (up to four, for
-//! RFC 5780), on messages from TCP connection tasks, on the core's timer and on shutdown; after
+//! RFC 5780), on TCP and TLS listeners, on messages from connection tasks, on the core's timer and on shutdown; after
 //! each wake-up it sends what the core queued and brings the metrics up to date. TCP
 //! connections each have a small task that frames the byte stream ([`tcp`]) and a bounded queue
 //! for their replies, so a slow reader never blocks the core.
 
 mod tcp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,22 +28,24 @@ const RECV_BUF: usize = 2048;
 const TCP_INBOX: usize = 1024;
 
 /// What the driver needs beyond the core's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The core's settings; ports of 0 are replaced by the ports actually bound.
     pub core: core::Config,
     /// Accept TCP on the primary address.
     pub tcp: bool,
-    /// Open TCP connections at most.
+    /// Open TCP and TLS connections at most.
     pub max_tcp_connections: usize,
+    /// Accept TLS on this address with this acceptor.
+    pub tls: Option<(SocketAddr, tokio_rustls::TlsAcceptor)>,
 }
 
 /// A bound, not yet running, rendezvous node.
-#[derive(Debug)]
 pub struct Server {
     core: Core,
     udp: Vec<(SocketAddr, UdpSocket)>,
     tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     max_tcp_connections: usize,
     metrics: Arc<Metrics>,
 }
@@ -69,6 +72,10 @@ impl Server {
         } else {
             None
         };
+        let tls = match options.tls {
+            Some((addr, acceptor)) => Some((TcpListener::bind(addr).await?, acceptor)),
+            None => None,
+        };
         if config.alternate_port.is_some() && config.alternate_ip.is_none() {
             tracing::warn!(
                 "one IP configured: RFC 5780 change-port tests only; OTHER-ADDRESS carries the \
@@ -83,6 +90,7 @@ impl Server {
             core: Core::new(config, Instant::now(), unix_ms),
             udp,
             tcp,
+            tls,
             max_tcp_connections: options.max_tcp_connections,
             metrics,
         })
@@ -98,12 +106,18 @@ impl Server {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The TLS address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Self {
             mut core,
             udp,
             tcp,
+            tls,
             max_tcp_connections,
             metrics,
         } = self;
@@ -141,18 +155,13 @@ impl Server {
                         metrics.tcp_connections.set(conns.len() as i64);
                     }
                 },
-                accepted = accept(tcp.as_ref()) => match accepted {
-                    Ok((stream, remote)) if conns.len() < max_tcp_connections => {
-                        let conn = next_conn;
-                        next_conn += 1;
-                        tracing::debug!(conn, %remote, "tcp connection accepted");
-                        let tx = tcp::spawn(conn, stream, remote, inbox_tx.clone(), metrics.clone());
-                        conns.insert(conn, tx);
-                        metrics.tcp_connections.set(conns.len() as i64);
-                    }
-                    Ok(_) => metrics.driver_drop("tcp_connection_limit"),
-                    Err(e) => tracing::debug!(error = %e, "accept failed"),
-                },
+                accepted = accept(tcp.as_ref()) => {
+                    on_accept(accepted, None, &mut conns, &mut next_conn, max_tcp_connections, &inbox_tx, &metrics);
+                }
+                accepted = accept(tls.as_ref().map(|(l, _)| l)) => {
+                    let acceptor = tls.as_ref().map(|(_, a)| a.clone());
+                    on_accept(accepted, acceptor, &mut conns, &mut next_conn, max_tcp_connections, &inbox_tx, &metrics);
+                }
                 () = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
             }
         }
@@ -172,6 +181,31 @@ async fn accept(l: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, S
     match l {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Starts a task for an accepted stream connection, within the connection bound.
+fn on_accept(
+    accepted: io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: &mut HashMap<core::ConnId, mpsc::Sender<Vec<u8>>>,
+    next_conn: &mut core::ConnId,
+    max: usize,
+    inbox: &mpsc::Sender<tcp::Inbound>,
+    metrics: &Arc<Metrics>,
+) {
+    match accepted {
+        Ok((stream, remote)) if conns.len() < max => {
+            let conn = *next_conn;
+            *next_conn += 1;
+            tracing::debug!(conn, %remote, tls = tls.is_some(), "stream connection accepted");
+            let tx = tcp::spawn(conn, stream, remote, tls, inbox.clone(), metrics.clone());
+            conns.insert(conn, tx);
+            metrics.tcp_connections.set(conns.len() as i64);
+        }
+        // Dropping the stream closes it at once.
+        Ok(_) => metrics.driver_drop("tcp_connection_limit"),
+        Err(e) => tracing::debug!(error = %e, "accept failed"),
     }
 }
 

@@ -79,6 +79,15 @@ struct RunArgs {
     /// Do not accept TCP.
     #[arg(long)]
     no_tcp: bool,
+    /// Accept TLS on this address (with --tls-cert and --tls-key).
+    #[arg(long, env = "SUPERNODE_RENDEZVOUS_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "SUPERNODE_RENDEZVOUS_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "SUPERNODE_RENDEZVOUS_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Log filter, e.g. `info` or `supernode_rendezvous=debug`.
     #[arg(long, env = "SUPERNODE_LOG")]
     log: Option<String>,
@@ -107,6 +116,15 @@ impl RunArgs {
         }
         if self.no_tcp {
             c.tcp = false;
+        }
+        if let Some(v) = self.tls_listen {
+            c.tls_listen = Some(v);
+        }
+        if let Some(v) = &self.tls_cert {
+            c.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.tls_key = Some(v.clone());
         }
         if let Some(v) = &self.log {
             c.log = v.clone();
@@ -150,10 +168,15 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut secret = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut secret);
     let core = config.core(secret)?;
+    let tls = match config.tls()? {
+        Some((addr, cert, key)) => Some((addr, driver::tls::acceptor(cert, key)?)),
+        None => None,
+    };
     let options = driver::Options {
         core,
         tcp: config.tcp,
         max_tcp_connections: config.max_tcp_connections,
+        tls,
     };
     runtime()?.block_on(async move {
         let mut registry = prometheus_client::registry::Registry::default();

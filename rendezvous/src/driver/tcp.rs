@@ -1,5 +1,5 @@
-//! One task per TCP connection: frames STUN messages off the stream for the core and writes
-//! the core's replies back.
+//! One task per TCP or TLS connection: frames STUN messages off the stream for the core and
+//! writes the core's replies back.
 //!
 //! The stream carries STUN messages back to back (RFC 8489 §6.2.2); there is no ChannelData on
 //! a rendezvous. The connection is closed when the peer sends something that is not STUN, a
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -44,17 +44,33 @@ pub enum Inbound {
     },
 }
 
-/// Starts the connection's task; returns the queue for its replies.
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the connection's task (with a TLS handshake first when `tls` is given); returns the
+/// queue for its replies.
 pub fn spawn(
     conn: ConnId,
     stream: TcpStream,
     remote: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     inbox: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
 ) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel(OUTBOX);
     tokio::spawn(async move {
-        let reason = serve(conn, stream, remote, &inbox, rx, &metrics).await;
+        let _ = stream.set_nodelay(true);
+        let reason = match (stream.local_addr(), tls) {
+            (Err(_), _) => None,
+            (Ok(local), None) => serve(conn, stream, local, remote, &inbox, rx, &metrics).await,
+            (Ok(local), Some(acceptor)) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve(conn, tls, local, remote, &inbox, rx, &metrics).await,
+                    Ok(Err(_)) => Some("tls_handshake_failed"),
+                    Err(_) => Some("tls_handshake_timeout"),
+                }
+            }
+        };
         tracing::debug!(conn, %remote, ?reason, "tcp connection closed");
         if let Some(reason) = reason {
             metrics.driver_drop(reason);
@@ -66,19 +82,16 @@ pub fn spawn(
 }
 
 /// Runs the connection; returns a drop reason when it ended because of bad input.
-async fn serve(
+async fn serve<S: AsyncRead + AsyncWrite>(
     conn: ConnId,
-    stream: TcpStream,
+    stream: S,
+    local: SocketAddr,
     remote: SocketAddr,
     inbox: &mpsc::Sender<Inbound>,
     mut outbox: mpsc::Receiver<Vec<u8>>,
     metrics: &Metrics,
 ) -> Option<&'static str> {
-    let Ok(local) = stream.local_addr() else {
-        return None;
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = Vec::with_capacity(MAX_FRAME);
     let mut chunk = [0u8; MAX_FRAME];
     loop {
@@ -107,7 +120,7 @@ async fn serve(
             }
             reply = outbox.recv() => {
                 let reply = reply?;
-                if writer.write_all(&reply).await.is_err() {
+                if writer.write_all(&reply).await.is_err() || writer.flush().await.is_err() {
                     return None;
                 }
             }

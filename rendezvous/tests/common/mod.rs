@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 pub struct Node {
     pub udp: Vec<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
     pub metrics: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -33,14 +34,20 @@ impl Node {
         let core = config.core([3; 32]).unwrap();
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = metrics::Metrics::new(&mut registry);
+        let tls = config
+            .tls()
+            .unwrap()
+            .map(|(addr, cert, key)| (addr, driver::tls::acceptor(cert, key).unwrap()));
         let options = driver::Options {
             core,
             tcp: config.tcp,
             max_tcp_connections: config.max_tcp_connections,
+            tls,
         };
         let server = driver::Server::bind(options, metrics).await.unwrap();
         let udp = server.udp_addrs();
         let tcp = server.tcp_addr();
+        let tls = server.tls_addr();
         let (metrics, http) = http::serve("127.0.0.1:0".parse().unwrap(), Arc::new(registry))
             .await
             .unwrap();
@@ -51,6 +58,7 @@ impl Node {
         Node {
             udp,
             tcp,
+            tls,
             metrics,
             stop: Some(stop),
             task,
