@@ -12,6 +12,7 @@
 //! channels or locks between the socket and the core.
 
 mod announce;
+mod batch;
 mod stream;
 mod tls;
 
@@ -51,6 +52,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const TICK: Duration = Duration::from_millis(500);
 /// A TCP/TLS connection that holds no allocation is closed after this long.
 const STREAM_IDLE: Duration = Duration::from_secs(60);
+/// Consecutive receive errors (ICMP reports) tolerated on one socket per wake-up.
+const MAX_RECV_ERRORS: usize = 64;
 /// Readiness events handled per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -269,9 +272,9 @@ struct Driver {
 impl Driver {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        // One buffer for every packet: headroom for the TURN header in front, room for the
-        // largest datagram and its padding behind.
-        let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + 4].into_boxed_slice();
+        // Packet buffers: headroom for the TURN header in front of each, room for the largest
+        // datagram and its padding behind.
+        let mut batch = batch::Batch::new()?;
         loop {
             let now = Instant::now();
             let mut deadline = match self.server.poll_timeout() {
@@ -301,19 +304,19 @@ impl Driver {
                         a.readable(now, &self.metrics);
                     }
                 } else if token >= RELAY_BASE {
-                    self.relay_readable(token - RELAY_BASE, now, &mut buf);
+                    self.relay_readable(token - RELAY_BASE, now, &mut batch);
                 } else if token >= CONN_BASE {
                     self.conn_ready(
                         token - CONN_BASE,
                         ev.is_readable(),
                         ev.is_writable(),
                         now,
-                        &mut buf,
+                        batch.buf(0),
                     );
                 } else if token >= TCP_BASE {
                     self.accept(token - TCP_BASE, now);
                 } else {
-                    self.udp_readable(token - UDP_BASE, now, &mut buf);
+                    self.udp_readable(token - UDP_BASE, now, &mut batch);
                 }
             }
             self.server.handle_timeout(now);
@@ -327,52 +330,77 @@ impl Driver {
         }
     }
 
-    fn udp_readable(&mut self, i: usize, now: Instant, buf: &mut [u8]) {
+    fn udp_readable(&mut self, i: usize, now: Instant, batch: &mut batch::Batch) {
+        let mut errors = 0;
         loop {
             let Some((sock, local)) = self.udp.get(i) else {
                 return;
             };
-            let (n, from) = match sock.recv_from(&mut buf[..MAX_DATAGRAM]) {
-                Ok(r) => r,
+            let local = *local;
+            let n = match batch.recv(sock, 0) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // ICMP errors surface here on Linux; they concern one peer, not the socket.
                     tracing::debug!(error = %e, "udp listener receive error");
+                    errors += 1;
+                    if errors > MAX_RECV_ERRORS {
+                        return;
+                    }
                     continue;
                 }
             };
-            let ft = FiveTuple {
-                transport: Transport::Udp,
-                client: from,
-                server: *local,
-            };
-            if let Some(fwd) = self.server.handle_client(now, ft, &buf[..n]) {
-                self.forward(fwd, &buf[..n]);
+            for j in 0..n {
+                let (from, len) = batch.meta(j);
+                let ft = FiveTuple {
+                    transport: Transport::Udp,
+                    client: from,
+                    server: local,
+                };
+                let msg = &batch.buf(j)[..len];
+                if let Some(fwd) = self.server.handle_client(now, ft, msg) {
+                    self.forward(fwd, msg);
+                }
+                self.drain_core(now);
             }
-            self.drain_core(now);
+            if n < batch::BATCH {
+                // A short batch means the queue was empty: no need for a final EAGAIN read.
+                return;
+            }
         }
     }
 
-    fn relay_readable(&mut self, index: usize, now: Instant, buf: &mut [u8]) {
+    fn relay_readable(&mut self, index: usize, now: Instant, batch: &mut batch::Batch) {
+        let mut errors = 0;
         loop {
             let Some(Some((id, sock))) = self.relays.get(index) else {
                 return;
             };
             let id = *id;
-            let (n, from) =
-                match sock.recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM]) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "relay socket receive error");
-                        continue;
+            let n = match batch.recv(sock, PEER_HEADROOM) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "relay socket receive error");
+                    errors += 1;
+                    if errors > MAX_RECV_ERRORS {
+                        return;
                     }
-                };
-            if let Some(fwd) =
-                self.server
-                    .handle_peer(now, id, from, &mut buf[..PEER_HEADROOM + n + 3], n)
-            {
-                self.forward(fwd, buf);
+                    continue;
+                }
+            };
+            for j in 0..n {
+                let (from, len) = batch.meta(j);
+                let buf = batch.buf(j);
+                if let Some(fwd) =
+                    self.server
+                        .handle_peer(now, id, from, &mut buf[..PEER_HEADROOM + len + 3], len)
+                {
+                    self.forward(fwd, buf);
+                }
+            }
+            if n < batch::BATCH {
+                return;
             }
         }
     }
@@ -414,7 +442,7 @@ impl Driver {
                 match result {
                     Ok(true) => {}
                     Ok(false) => self.metrics.send_failed(),
-                    Err(_) => self.close_conn(slot),
+                    Err(_) => self.close_conn(slot, stream::Close::WriteFailed),
                 }
             }
         }
@@ -509,7 +537,7 @@ impl Driver {
             .map(|(i, _)| i)
             .collect();
         for slot in idle {
-            self.close_conn(slot);
+            self.close_conn(slot, stream::Close::Idle);
         }
         for c in self.conns.iter_mut().flatten() {
             if self.server.has_allocation(&c.five_tuple) {

@@ -63,6 +63,7 @@ pub struct Metrics {
     connections_refused: Counter,
     send_failures: Counter,
     announcements: Family<ResultLabel, Counter>,
+    connections_closed: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -150,6 +151,11 @@ impl Metrics {
             "send_failures",
             "Packets the kernel refused to send (buffer full, unreachable)",
             m.send_failures.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "TCP and TLS connections closed, by reason (framing, tls_error and oversize are bad input)",
+            m.connections_closed.clone(),
         );
         r.register(
             "announcements",
@@ -256,6 +262,13 @@ impl Metrics {
     /// Counts a packet the socket would not take.
     pub fn send_failed(&self) {
         self.send_failures.inc();
+    }
+
+    /// Counts a closed TCP or TLS connection.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Counts a connection refused at the limit.

@@ -508,6 +508,9 @@ fn tls_framing_holds_and_hostile_connections_close_alone() {
             "supernode_relay_connections_total{transport=\"tls\"} 4",
             "supernode_relay_connections_active 2",
             "supernode_relay_allocations_active 1",
+            // Bad input on a stream is counted: the failed handshake and the framing error.
+            "supernode_relay_connections_closed_total{reason=\"tls_error\"} 1",
+            "supernode_relay_connections_closed_total{reason=\"framing\"} 1",
         ],
     );
     drop((good, partial));

@@ -18,6 +18,40 @@ const MAX_READ_BUFFER: usize = 70_000;
 /// Output a connection may queue before packets to it are dropped.
 const MAX_WRITE_BUFFER: usize = 1 << 20;
 
+/// Why a connection was closed, for `supernode_relay_connections_closed_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Close {
+    /// The client closed it.
+    Eof,
+    /// Reset or another socket error.
+    Reset,
+    /// TLS handshake or record error (including plain bytes on a TLS port).
+    Tls,
+    /// A message larger than the read buffer allows.
+    Oversize,
+    /// Bytes that are neither STUN nor ChannelData.
+    Framing,
+    /// Writing to the client failed.
+    WriteFailed,
+    /// No allocation for too long.
+    Idle,
+}
+
+impl Close {
+    /// The metric label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Close::Eof => "eof",
+            Close::Reset => "reset",
+            Close::Tls => "tls_error",
+            Close::Oversize => "oversize",
+            Close::Framing => "framing",
+            Close::WriteFailed => "write_failed",
+            Close::Idle => "idle",
+        }
+    }
+}
+
 /// One client connection.
 pub(super) struct Conn {
     /// The socket.
@@ -126,13 +160,10 @@ impl Conn {
     }
 
     /// Reads what is available into `rbuf`. Returns false at end of stream.
-    fn read(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+    fn read(&mut self, scratch: &mut [u8]) -> Result<bool, Close> {
         loop {
             if self.rbuf.len() > MAX_READ_BUFFER {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "message too large",
-                ));
+                return Err(Close::Oversize);
             }
             match &mut self.tls {
                 Some(tls) => {
@@ -140,15 +171,15 @@ impl Conn {
                         Ok(0) => return Ok(false),
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                        Err(e) => return Err(e),
+                        Err(_) => return Err(Close::Reset),
                     }
-                    tls.process_new_packets().map_err(io::Error::other)?;
+                    tls.process_new_packets().map_err(|_| Close::Tls)?;
                     loop {
                         match tls.reader().read(scratch) {
                             Ok(0) => return Ok(false),
                             Ok(n) => self.rbuf.extend_from_slice(&scratch[..n]),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
+                            Err(_) => return Err(Close::Tls),
                         }
                         if self.rbuf.len() > MAX_READ_BUFFER {
                             break;
@@ -159,7 +190,7 @@ impl Conn {
                     Ok(0) => return Ok(false),
                     Ok(n) => self.rbuf.extend_from_slice(&scratch[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                    Err(e) => return Err(e),
+                    Err(_) => return Err(Close::Reset),
                 },
             }
         }
@@ -246,18 +277,18 @@ impl Driver {
             return;
         };
         if writable && conn.flush(self.poll.registry(), token).is_err() {
-            return self.close_conn(slot);
+            return self.close_conn(slot, Close::WriteFailed);
         }
         if !readable {
             return;
         }
         let open = match conn.read(buf) {
             Ok(open) => open,
-            Err(_) => return self.close_conn(slot),
+            Err(reason) => return self.close_conn(slot, reason),
         };
         // TLS handshake records may need sending even before any message arrives.
         if conn.tls.is_some() && conn.flush(self.poll.registry(), token).is_err() {
-            return self.close_conn(slot);
+            return self.close_conn(slot, Close::WriteFailed);
         }
         let ft = conn.five_tuple;
         let mut input = std::mem::take(&mut conn.rbuf);
@@ -281,18 +312,23 @@ impl Driver {
             }
         }
         input.drain(..pos);
-        if broken || !open {
-            return self.close_conn(slot);
+        if broken {
+            return self.close_conn(slot, Close::Framing);
+        }
+        if !open {
+            return self.close_conn(slot, Close::Eof);
         }
         if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
             conn.rbuf = input;
         }
     }
 
-    pub(super) fn close_conn(&mut self, slot: usize) {
+    pub(super) fn close_conn(&mut self, slot: usize, reason: Close) {
         let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        tracing::debug!(client = %conn.five_tuple.client, reason = reason.label(), "connection closed");
+        self.metrics.connection_closed(reason.label());
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.conn_by_tuple.remove(&conn.five_tuple);
         self.free_conns.push(slot);
