@@ -52,8 +52,6 @@ const MAX_DATAGRAM: usize = 65_535;
 const TICK: Duration = Duration::from_millis(500);
 /// A TCP/TLS connection that holds no allocation is closed after this long.
 const STREAM_IDLE: Duration = Duration::from_secs(60);
-/// Consecutive receive errors (ICMP reports) tolerated on one socket per wake-up.
-const MAX_RECV_ERRORS: usize = 64;
 /// Readiness events handled per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -337,18 +335,8 @@ impl Driver {
                 return;
             };
             let local = *local;
-            let n = match batch.recv(sock, 0) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    // ICMP errors surface here on Linux; they concern one peer, not the socket.
-                    tracing::debug!(error = %e, "udp listener receive error");
-                    errors += 1;
-                    if errors > MAX_RECV_ERRORS {
-                        return;
-                    }
-                    continue;
-                }
+            let Some(n) = batch.recv_ready(sock, 0, &mut errors) else {
+                return;
             };
             for j in 0..n {
                 let (from, len) = batch.meta(j);
@@ -377,17 +365,8 @@ impl Driver {
                 return;
             };
             let id = *id;
-            let n = match batch.recv(sock, PEER_HEADROOM) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "relay socket receive error");
-                    errors += 1;
-                    if errors > MAX_RECV_ERRORS {
-                        return;
-                    }
-                    continue;
-                }
+            let Some(n) = batch.recv_ready(sock, PEER_HEADROOM, &mut errors) else {
+                return;
             };
             for j in 0..n {
                 let (from, len) = batch.meta(j);

@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 /// Datagrams read per system call.
 pub(super) const BATCH: usize = 32;
 
+/// Consecutive receive errors tolerated on one socket per wake-up.
+const MAX_RECV_ERRORS: usize = 64;
+
 /// Size of one buffer: headroom, the largest datagram, and room for padding.
 pub(super) const BUF_LEN: usize = PEER_HEADROOM + MAX_DATAGRAM + 4;
 
@@ -51,6 +54,30 @@ impl Batch {
             .map(|b| IoSliceMut::new(&mut b[offset..offset + MAX_DATAGRAM]));
         self.state
             .recv(UdpSockRef::from(sock), &mut slices, &mut self.meta)
+    }
+
+    /// Like [`Batch::recv`] for the read loop: `None` once the socket has nothing more
+    /// (would block) or has failed [`MAX_RECV_ERRORS`] times this wake-up. Receive errors are
+    /// ICMP reports about one peer, not the socket's failure, so the loop reads on.
+    pub(super) fn recv_ready(
+        &mut self,
+        sock: &mio::net::UdpSocket,
+        offset: usize,
+        errors: &mut usize,
+    ) -> Option<usize> {
+        loop {
+            match self.recv(sock, offset) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "receive error");
+                    *errors += 1;
+                    if *errors > MAX_RECV_ERRORS {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Source and length of datagram `i`.
