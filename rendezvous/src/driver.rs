@@ -26,6 +26,10 @@ use crate::metrics::Metrics;
 const RECV_BUF: usize = 2048;
 /// Messages from connection tasks waiting for the core.
 const TCP_INBOX: usize = 1024;
+/// Datagrams read from one socket per wake-up before the loop sends what the core queued.
+const RECV_BATCH: usize = 64;
+/// Longest time the exported metrics lag the core.
+const METRICS_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the driver needs beyond the core's settings.
 #[derive(Clone)]
@@ -129,14 +133,32 @@ impl Server {
         let sock = |i: usize| udp.get(i).map(|(_, s)| s);
         let mut last_relay_sync = Instant::now();
         tracing::info!(udp = ?udp.iter().map(|(a, _)| a).collect::<Vec<_>>(), tcp = ?tcp.as_ref().and_then(|l| l.local_addr().ok()), "rendezvous listening");
+        let mut last_sync = Instant::now();
+        // Messages received when the metrics were last synced: unsynced input sets a timer.
+        let mut synced_at = 0;
+        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(core.poll_timeout()));
+        tokio::pin!(timer);
         loop {
             flush(&mut core, &udp, &conns, &metrics);
-            metrics.sync(&core);
+            // Metrics lag the core by at most METRICS_PERIOD: cheap under load, live enough.
+            let stale = core.stats().received != synced_at;
+            if stale && last_sync.elapsed() >= METRICS_PERIOD {
+                metrics.sync(&core);
+                last_sync = Instant::now();
+                synced_at = core.stats().received;
+            }
             if last_relay_sync.elapsed().as_secs() >= 1 {
                 metrics.sync_relays(&core);
                 last_relay_sync = Instant::now();
             }
-            let deadline = tokio::time::Instant::from_std(core.poll_timeout());
+            let mut deadline = core.poll_timeout();
+            if core.stats().received != synced_at {
+                deadline = deadline.min(last_sync + METRICS_PERIOD);
+            }
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let [b0, b1, b2, b3] = &mut bufs;
             tokio::select! {
                 () = &mut shutdown => break,
@@ -162,7 +184,7 @@ impl Server {
                     let acceptor = tls.as_ref().map(|(_, a)| a.clone());
                     on_accept(accepted, acceptor, &mut conns, &mut next_conn, max_tcp_connections, &inbox_tx, &metrics);
                 }
-                () = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
+                () = &mut timer => core.handle_timeout(Instant::now()),
             }
         }
         tracing::info!("rendezvous shutting down");
@@ -216,18 +238,23 @@ fn on_udp(
     result: io::Result<(usize, SocketAddr)>,
     buf: &[u8],
 ) {
-    let Some((local, _)) = udp.get(index) else {
+    let Some((local, sock)) = udp.get(index) else {
         return;
     };
+    let transport = Transport::Udp { local: *local };
     match result {
         Ok((n, remote)) => {
-            let data = buf.get(..n).unwrap_or_default();
-            core.handle_datagram(
-                Instant::now(),
-                Transport::Udp { local: *local },
-                remote,
-                data,
-            );
+            let now = Instant::now();
+            core.handle_datagram(now, transport, remote, buf.get(..n).unwrap_or_default());
+            // Drain what else is queued on this socket without another trip through select!.
+            let mut more = [0u8; RECV_BUF];
+            for _ in 1..RECV_BATCH {
+                let Ok((n, remote)) = sock.try_recv_from(&mut more) else {
+                    break;
+                };
+                let data = more.get(..n).unwrap_or_default();
+                core.handle_datagram(Instant::now(), transport, remote, data);
+            }
         }
         // ICMP errors from earlier sends surface here on some platforms; nothing to do.
         Err(e) => tracing::trace!(error = %e, "udp receive error"),

@@ -200,7 +200,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        server.run(shutdown).await.context("running the rendezvous")
+        // On a worker thread, the loop polls the I/O driver itself instead of being woken
+        // across threads for every datagram.
+        tokio::spawn(server.run(shutdown))
+            .await
+            .context("rendezvous task")?
+            .context("running the rendezvous")
     })
 }
 

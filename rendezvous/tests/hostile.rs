@@ -120,6 +120,6 @@ async fn tcp_garbage_closes_the_connection() {
         page.contains("rendezvous_driver_dropped_total{reason=\"tcp_not_stun\"} 1"),
         "{page}"
     );
-    assert_eq!(node.metric("rendezvous_tcp_connections").await, 0.0);
+    node.wait_metric("rendezvous_tcp_connections", 0.0).await;
     node.stop().await;
 }

@@ -160,7 +160,7 @@ async fn two_udp_peers_get_candidates_and_a_synchronised_go() {
     for ev in [&mut ev_a, &mut ev_b] {
         next_matching(ev, |e| matches!(e, Event::Registered { .. })).await;
     }
-    assert_eq!(node.metric("rendezvous_registered_peers").await, 2.0);
+    node.wait_metric("rendezvous_registered_peers", 2.0).await;
 
     let cand_a = host("127.0.0.1:1111".parse().unwrap());
     cmd_a.send(Cmd::Connect(idb, vec![cand_a])).await.unwrap();
@@ -200,7 +200,7 @@ async fn two_udp_peers_get_candidates_and_a_synchronised_go() {
         "go instants {skew:?} apart"
     );
 
-    assert_eq!(node.metric("rendezvous_punches_total").await, 1.0);
+    node.wait_metric("rendezvous_punches_total", 1.0).await;
     assert_eq!(
         node.metric("rendezvous_connect_requests_total{outcome=\"punched\"}")
             .await,
@@ -216,7 +216,7 @@ async fn udp_peer_connects_to_tcp_peer() {
     let (idc, mut ev_c) = tcp_peer(4, node.tcp.unwrap()).await;
     next_matching(&mut ev_a, |e| matches!(e, Event::Registered { .. })).await;
     next_matching(&mut ev_c, |e| matches!(e, Event::Registered { .. })).await;
-    assert_eq!(node.metric("rendezvous_tcp_connections").await, 1.0);
+    node.wait_metric("rendezvous_tcp_connections", 1.0).await;
     cmd_a.send(Cmd::Connect(idc, vec![])).await.unwrap();
     let offer = next_matching(&mut ev_c, |e| matches!(e, Event::Offer { .. })).await;
     assert!(matches!(offer, Event::Offer { from, .. } if from == ida));

@@ -79,8 +79,8 @@ async fn peer_registers_over_tls() {
     .await
     .expect("registered over TLS");
     assert_eq!(registered.ip().to_string(), "127.0.0.1");
-    assert_eq!(node.metric("rendezvous_registered_peers").await, 1.0);
-    assert_eq!(node.metric("rendezvous_tcp_connections").await, 1.0);
+    node.wait_metric("rendezvous_registered_peers", 1.0).await;
+    node.wait_metric("rendezvous_tcp_connections", 1.0).await;
 
     // A client that does not speak TLS is dropped at the handshake and counted.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -191,9 +191,6 @@ impl Core {
             {
                 self.stats.mapping(class);
             }
-            if self.config.local_addrs().contains(&remote) {
-                self.stats.mapping(MappingClass::NoNat);
-            }
             (b, from, to)
         };
         let mut builder = builder;

@@ -69,6 +69,9 @@ pub(super) struct Attempts {
     next_id: u64,
     max: usize,
     rng: rand::rngs::StdRng,
+    /// Earliest timer, recomputed only after a change: the driver asks after every datagram,
+    /// and most datagrams (Binding) never touch attempts.
+    next: std::cell::Cell<Option<Option<Instant>>>,
 }
 
 impl Attempts {
@@ -80,14 +83,26 @@ impl Attempts {
             next_id: 1,
             max,
             rng: rand::SeedableRng::from_seed(seed),
+            next: std::cell::Cell::new(None),
         }
     }
 
     pub(super) fn next_timeout(&self) -> Option<Instant> {
-        self.map
+        if let Some(next) = self.next.get() {
+            return next;
+        }
+        let next = self
+            .map
             .values()
             .flat_map(|a| a.txns.iter().map(|t| t.next).chain([a.deadline]))
-            .min()
+            .min();
+        self.next.set(Some(next));
+        next
+    }
+
+    /// Marks the cached timer stale; every mutation goes through a `Core` method that calls it.
+    fn changed(&self) {
+        self.next.set(None);
     }
 
     /// Attempts and outstanding transactions, for tests that check nothing is left behind.
@@ -97,6 +112,7 @@ impl Attempts {
     }
 
     fn remove(&mut self, id: u64) -> Option<Attempt> {
+        self.changed();
         let attempt = self.map.remove(&id)?;
         for t in &attempt.txns {
             self.by_tid.remove(&t.tid);
@@ -114,6 +130,7 @@ impl Core {
         callee: PeerId,
         candidates: Vec<Candidate>,
     ) -> Option<u64> {
+        self.attempts.changed();
         if self.attempts.map.len() >= self.attempts.max {
             return None;
         }
@@ -147,6 +164,7 @@ impl Core {
         m: Message,
         go: Option<(Instant, Duration)>,
     ) {
+        self.attempts.changed();
         let tid: TransactionId = self.attempts.rng.random();
         let Some(method) = m.method_class().map(|(method, _)| method) else {
             return;
@@ -182,6 +200,7 @@ impl Core {
 
     /// A success or error response from a peer to one of our requests.
     pub(super) fn handle_peer_response(&mut self, now: Instant, route: Route, env: Envelope) {
+        self.attempts.changed();
         let Some(&id) = self.attempts.by_tid.get(&env.transaction_id) else {
             self.stats.drop(DropReason::UnknownTransaction);
             return;
@@ -306,6 +325,10 @@ impl Core {
 
     /// Retransmits due requests and ends attempts whose stage timed out.
     pub(super) fn drive_attempts(&mut self, now: Instant) {
+        if self.attempts.next_timeout().is_none_or(|t| now < t) {
+            return;
+        }
+        self.attempts.changed();
         let due: Vec<u64> = self
             .attempts
             .map

@@ -145,25 +145,17 @@ pub enum MappingClass {
     EndpointIndependent,
     /// A different mapped port towards our other IP.
     Dependent,
-    /// The source address equals a local address of ours: no NAT in the way on loopback tests,
-    /// or a public host.
-    NoNat,
 }
 
 impl MappingClass {
     /// Every class, for exporting.
-    pub const ALL: [MappingClass; 3] = [
-        MappingClass::EndpointIndependent,
-        MappingClass::Dependent,
-        MappingClass::NoNat,
-    ];
+    pub const ALL: [MappingClass; 2] = [MappingClass::EndpointIndependent, MappingClass::Dependent];
 
     /// Metric label.
     pub fn label(self) -> &'static str {
         match self {
             MappingClass::EndpointIndependent => "endpoint_independent",
             MappingClass::Dependent => "dependent",
-            MappingClass::NoNat => "no_nat",
         }
     }
 }

@@ -91,6 +91,22 @@ impl Node {
             .unwrap_or(0.0)
     }
 
+    /// Waits until a sample reaches `want`: metrics follow the core within 100 ms.
+    pub async fn wait_metric(&self, sample: &str, want: f64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let got = self.metric(sample).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sample} is {got}, expected {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
