@@ -5,8 +5,10 @@
 //! socket it left from and OTHER-ADDRESS names the alternate IP and port (the primary IP when no
 //! alternate IP is configured: clients then see that only change-port tests are possible).
 //! Anti-amplification: the response goes only to the source IP of the request (RESPONSE-PORT
-//! may change the port, as RFC 5780 §7.5 allows), and PADDING is echoed no longer than the
-//! request's own padding and never beyond [`super::Config::max_padding`].
+//! may change the port, as RFC 5780 §7.5 allows) and is never larger than the request, except
+//! that the essential attributes (XOR-MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS) are always
+//! sent. MAPPED-ADDRESS, SOFTWARE and PADDING (at most [`super::Config::max_padding`]) fill only
+//! the room the request's size leaves.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -145,22 +147,44 @@ impl Core {
         let local = match transport {
             Transport::Udp { local } | Transport::Tcp { local, .. } => local,
         };
-        let (builder, from, to) = if !req.unknown.is_empty() {
+        // Size bookkeeping for the anti-amplification budget (see `budget` below).
+        let addr_len = |a: SocketAddr| 4 + if a.is_ipv4() { 8 } else { 20 };
+        let error_len =
+            |code: u16| 4 + (4 + if code == 420 { 17usize } else { 11 }).div_ceil(4) * 4;
+        let (builder, mut size, from, to, success) = if !req.unknown.is_empty() {
             let unknown = UnknownAttributes::from(req.unknown.as_slice());
-            (error(420).with_attribute(unknown), transport, remote)
+            let size =
+                sp::HEADER_LEN + error_len(420) + 4 + (2 * req.unknown.len()).div_ceil(4) * 4;
+            (
+                error(420).with_attribute(unknown),
+                size,
+                transport,
+                remote,
+                false,
+            )
         } else if matches!(transport, Transport::Tcp { .. })
             && (req.change_ip || req.change_port || req.response_port.is_some())
         {
             // RFC 5780 §6: CHANGE-REQUEST and RESPONSE-PORT make no sense on a connection.
-            (error(400), transport, remote)
+            (
+                error(400),
+                sp::HEADER_LEN + error_len(400),
+                transport,
+                remote,
+                false,
+            )
         } else if req.change_ip && self.config.alternate_ip.is_none()
             || req.change_port && self.config.alternate_port.is_none()
         {
             // RFC 5780 §7.2: we cannot answer from the requested address.
+            let unknown = UnknownAttributes::from(&[0x0003u16][..]);
+            let size = sp::HEADER_LEN + error_len(420) + 8;
             (
-                error(420).with_attribute(UnknownAttributes::from(&[0x0003u16][..])),
+                error(420).with_attribute(unknown),
+                size,
                 transport,
                 remote,
+                false,
             )
         } else {
             let source = self.response_source(local, req.change_ip, req.change_port);
@@ -171,16 +195,11 @@ impl Core {
             };
             let mut b = sp::response(BINDING, MessageClass::SuccessResponse, tid)
                 .with_attribute(XorMappedAddress::from(remote))
-                .with_attribute(MappedAddress::from(remote))
                 .with_attribute(ResponseOrigin::from(source));
+            let mut size = sp::HEADER_LEN + addr_len(remote) + addr_len(source);
             if let Some(other) = self.other_address(local) {
                 b = b.with_attribute(OtherAddress::from(other));
-            }
-            let pad = req.padding.min(self.config.max_padding);
-            if pad > 0
-                && let Ok(p) = Padding::new("\0".repeat(pad))
-            {
-                b = b.with_attribute(p);
+                size += addr_len(other);
             }
             self.stats.bindings += 1;
             if source != local {
@@ -191,17 +210,48 @@ impl Core {
             {
                 self.stats.mapping(class);
             }
-            (b, from, to)
+            (b, size, from, to, true)
         };
+        // Anti-amplification: a response never exceeds the request, except that the essential
+        // attributes above are always sent (a bare 20-byte IPv4 request gets at most 56 bytes).
+        // Optional attributes are added while they fit; FINGERPRINT, if the client used it,
+        // keeps its place at the end.
+        let budget = raw.len().max(size);
+        let reserve = if req.fingerprint { 8 } else { 0 };
         let mut builder = builder;
+        // MAPPED-ADDRESS, for RFC 3489-era clients that ignore XOR-MAPPED-ADDRESS.
+        if success && size + addr_len(remote) + reserve <= budget {
+            builder = builder.with_attribute(MappedAddress::from(remote));
+            size += addr_len(remote);
+        }
         if let Some(s) = sp::software() {
-            builder = builder.with_attribute(s);
+            let len = 4 + s.as_str().len().div_ceil(4) * 4;
+            if size + len + reserve <= budget {
+                builder = builder.with_attribute(s);
+                size += len;
+            }
+        }
+        // PADDING makes the response about as large as the request (RFC 5780 §7.6 uses it to
+        // probe fragmentation), within the budget and the configured bound.
+        let room = budget.saturating_sub(size + reserve + 4) / 4 * 4;
+        let pad = req.padding.min(self.config.max_padding).min(room);
+        if success
+            && pad > 0
+            && let Ok(p) = Padding::new("\0".repeat(pad))
+        {
+            builder = builder.with_attribute(p);
+            size += 4 + pad;
         }
         if req.fingerprint {
             builder = builder.with_attribute(Fingerprint::default());
         }
         match sp::encode(&builder.build()) {
-            Ok(bytes) => self.send(from, to, bytes),
+            Ok(bytes) => {
+                // The bookkeeping is exact, so the budget check above is what was sent.
+                debug_assert_eq!(bytes.len(), size + reserve);
+                debug_assert!(bytes.len() <= budget, "{} > {budget}", bytes.len());
+                self.send(from, to, bytes)
+            }
             Err(_) => self.stats.drop(DropReason::MalformedStun),
         }
     }

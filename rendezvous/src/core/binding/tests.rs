@@ -116,21 +116,52 @@ fn response_port_changes_only_the_port() {
 }
 
 #[test]
-fn padding_never_amplifies() {
-    let mut c = core(None);
-    let small = request(|b| b.with_attribute(Padding::new("\0".repeat(100)).unwrap()));
-    let (_, _, msg) = ask(&mut c, PRIMARY, &small);
+fn responses_never_exceed_the_request_beyond_essentials() {
     let pad = |m: &StunMessage| {
         m.attributes()
             .iter()
             .find_map(|a| a.as_padding().ok().map(|p| p.as_str().len()))
     };
-    assert_eq!(pad(&msg), Some(100));
-    let big = request(|b| b.with_attribute(Padding::new("\0".repeat(1400)).unwrap()));
-    let (_, _, msg) = ask(&mut c, PRIMARY, &big);
-    assert_eq!(pad(&msg), Some(512));
-    let (_, _, msg) = ask(&mut c, PRIMARY, &request(|b| b));
+    let size = |c: &mut Core, raw: &[u8]| {
+        c.handle_datagram(
+            Instant::now(),
+            Transport::Udp {
+                local: PRIMARY.parse().unwrap(),
+            },
+            CLIENT.parse().unwrap(),
+            raw,
+        );
+        let t = c.poll_transmit().unwrap();
+        let (msg, _) = MessageDecoderBuilder::default()
+            .build()
+            .decode(&t.data)
+            .unwrap();
+        (t.data.len(), msg)
+    };
+    let mut c = core(Some("127.0.0.2"));
+    // A bare request gets only the essentials: XOR-MAPPED, RESPONSE-ORIGIN, OTHER-ADDRESS.
+    let bare = request(|b| b);
+    let (len, msg) = size(&mut c, &bare);
+    assert_eq!(len, 20 + 3 * 12);
+    assert_eq!(addr_of(&msg, xor_mapped), Some(CLIENT.parse().unwrap()));
     assert_eq!(pad(&msg), None);
+    // Padding is echoed so that the response matches the request's size, never more.
+    let small = request(|b| b.with_attribute(Padding::new("\0".repeat(100)).unwrap()));
+    let (len, msg) = size(&mut c, &small);
+    assert_eq!(len, small.len());
+    // 124 bytes: 56 essential, MAPPED-ADDRESS 12, SOFTWARE 20, PADDING 4 + 32.
+    assert_eq!(pad(&msg), Some(32));
+    assert!(msg.attributes().iter().any(|a| a.is_mapped_address()));
+    // Large padding is capped by max_padding.
+    let big = request(|b| b.with_attribute(Padding::new("\0".repeat(1400)).unwrap()));
+    let (len, msg) = size(&mut c, &big);
+    assert_eq!(pad(&msg), Some(512));
+    assert!(len < big.len());
+    // With room, the optional attributes come too.
+    let roomy = request(|b| b.with_attribute(Padding::new("\0".repeat(200)).unwrap()));
+    let (len, msg) = size(&mut c, &roomy);
+    assert!(len <= roomy.len());
+    assert!(msg.attributes().iter().any(|a| a.is_mapped_address()));
 }
 
 #[test]
