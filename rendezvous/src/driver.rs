@@ -1,10 +1,11 @@
 //! The tokio driver: a fixed set of sockets around one [`Core`].
 //!
 //! One task owns the core. It waits with `tokio::select!` on the UDP sockets (up to four, for
-//! RFC 5780), on TCP and TLS listeners, on messages from connection tasks, on the core's timer and on shutdown; after
-//! each wake-up it sends what the core queued and brings the metrics up to date. TCP
-//! connections each have a small task that frames the byte stream ([`tcp`]) and a bounded queue
-//! for their replies, so a slow reader never blocks the core.
+//! RFC 5780), on the TCP and TLS listeners, on messages from connection tasks, on the core's
+//! timer and on shutdown; after each wake-up it drains the ready socket in a batch, sends what
+//! the core queued and, at most every 100 ms, brings the metrics up to date. Stream connections
+//! each have a small task that frames the byte stream (`driver::tcp`) and a bounded queue for
+//! their replies, so a slow reader never blocks the core.
 
 mod tcp;
 pub mod tls;

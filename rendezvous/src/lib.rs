@@ -23,7 +23,7 @@
 //! ```text
 //! loop {
 //!     send core.poll_transmit() on the socket or connection it names
-//!     metrics.sync(&core)
+//!     metrics.sync(&core)        (at most every 100 ms)
 //!     select! {
 //!         datagram on socket i   => core.handle_datagram(now, Udp { local: i }, from, bytes)
 //!         framed message on conn => core.handle_datagram(now, Tcp { conn, .. }, from, bytes)
