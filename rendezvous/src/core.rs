@@ -152,7 +152,8 @@ impl Config {
             keepalive: Duration::from_secs(15),
             expiry: Duration::from_secs(45),
             nonce_lifetime: Duration::from_secs(10),
-            secret: [0; 32],
+            // Random unless the caller sets one: a known secret would let anyone forge nonces.
+            secret: rand::random(),
             relay_secret: None,
             credential_ttl: Duration::from_secs(3600),
             relays_per_answer: 3,
