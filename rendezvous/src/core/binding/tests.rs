@@ -205,3 +205,30 @@ fn mapping_behaviour_is_observed_passively() {
     );
     assert_eq!(c.stats().mappings(MappingClass::Dependent), 1);
 }
+
+#[test]
+fn ipv6_answers_carry_ipv6_addresses_within_budget() {
+    let mut c = Config::new("[::1]:3578".parse().unwrap());
+    c.alternate_port = Some(3579);
+    let mut core = Core::new(c, Instant::now(), 0);
+    let client: SocketAddr = "[2001:db8::7]:40000".parse().unwrap();
+    let raw = request(|b| b);
+    core.handle_datagram(
+        Instant::now(),
+        Transport::Udp {
+            local: "[::1]:3578".parse().unwrap(),
+        },
+        client,
+        &raw,
+    );
+    let t = core.poll_transmit().unwrap();
+    assert_eq!(t.remote, client);
+    // Essentials only: three 24-byte IPv6 address attributes.
+    assert_eq!(t.data.len(), 20 + 3 * 24);
+    let (msg, _) = MessageDecoderBuilder::default()
+        .build()
+        .decode(&t.data)
+        .unwrap();
+    assert_eq!(addr_of(&msg, xor_mapped), Some(client));
+    assert_eq!(addr_of(&msg, other), Some("[::1]:3579".parse().unwrap()));
+}
