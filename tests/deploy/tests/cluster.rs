@@ -106,7 +106,6 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
             // The peer is the host on this private network, which the relay refuses unless
             // allowed; production relays must not allow private ranges.
             format!("SUPERNODE_RELAY_ALLOW_PEERS={subnet}"),
-            "NO_COLOR=1".to_owned(),
         ];
         let mut args = Vec::new();
         for e in &env {
