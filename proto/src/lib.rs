@@ -9,6 +9,7 @@
 //! - [`frame`] splits a TCP/TLS byte stream into STUN and ChannelData messages (RFC 8656 §12.5).
 //! - [`stun`] holds helpers around the [`stun_rs`] codec: cheap header checks, encoding, and
 //!   building error responses.
+//! - [`discover`] is a sans-IO RFC 5780 client that classifies a NAT's mapping and filtering.
 //! - [`identity`] holds peer identities: ed25519 keys and printable peer ids.
 //! - [`signal`] carries signalling (registration, connect, punch, relay directory) inside STUN
 //!   messages, with sans-IO peer and relay clients.
@@ -21,6 +22,7 @@
 pub mod channel_data;
 pub mod credentials;
 pub mod demux;
+pub mod discover;
 pub mod frame;
 pub mod identity;
 pub mod signal;

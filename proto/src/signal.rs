@@ -6,7 +6,7 @@
 //! transaction id matches responses to requests and makes retransmissions idempotent.
 //!
 //! A signalling message is a STUN header with one of the [`Method`]s below (unassigned methods
-//! 0x0E1–0x0E9: only methods below 0x100 keep the first byte in 0–3) and exactly one attribute,
+//! 0x0E1–0x0EA: only methods below 0x100 keep the first byte in 0–3) and exactly one attribute,
 //! [`SIGNAL_ATTRIBUTE`]
 //! (comprehension-required, so a plain STUN server answers 420 rather than misreading it), whose
 //! value is a compact binary [`Message`]. Payloads are at most [`MAX_PAYLOAD_LEN`] bytes and every
@@ -24,7 +24,8 @@ pub mod message;
 pub mod register;
 
 pub use message::{
-    Candidate, CandidateKind, ErrorCode, Message, RelayAddr, RelayEntry, RelayTransport,
+    Candidate, CandidateKind, ErrorCode, Message, NatBehaviour, RelayAddr, RelayEntry,
+    RelayTransport,
 };
 
 use crate::stun::{self, HEADER_LEN, MAGIC_COOKIE};
@@ -63,11 +64,13 @@ pub enum Method {
     Punch = 0x0E8,
     /// A relay announces itself and its load.
     Announce = 0x0E9,
+    /// A peer reports the NAT behaviour it discovered (RFC 5780).
+    Report = 0x0EA,
 }
 
 impl Method {
     /// Every method, for decoding.
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 10] = [
         Method::Register,
         Method::Keepalive,
         Method::Connect,
@@ -77,6 +80,7 @@ impl Method {
         Method::Refused,
         Method::Punch,
         Method::Announce,
+        Method::Report,
     ];
 
     /// Looks a 12-bit STUN method number up.
@@ -325,7 +329,7 @@ mod tests {
 
         #[test]
         fn arbitrary_payloads_never_panic(
-            method in 0usize..9,
+            method in 0usize..10,
             class in 0u8..3,
             payload in proptest::collection::vec(any::<u8>(), 0..300),
         ) {

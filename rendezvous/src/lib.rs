@@ -9,8 +9,10 @@
 //!   messages and `now` in, and gives transmits, timers and events out.
 //! - [`driver`] is the thin tokio driver: up to four UDP sockets (primary/alternate IP ×
 //!   port), a TCP listener, one task owning the core.
-//! - [`discover`] is an RFC 5780 client that classifies a NAT's mapping and filtering, also
-//!   sans-IO; the binary's `discover` subcommand drives it.
+//! - The RFC 5780 client that classifies a NAT's mapping and filtering lives in
+//!   [`supernode_proto::discover`] (peers need it without this crate); the binary's `discover`
+//!   subcommand drives it, and `tests/classify.rs` runs it against this core through simulated
+//!   NATs.
 //! - [`config`] reads TOML + environment + flags; [`metrics`] and [`http`] export Prometheus
 //!   metrics.
 //!
@@ -35,7 +37,6 @@
 
 pub mod config;
 pub mod core;
-pub mod discover;
 pub mod driver;
 pub mod http;
 pub mod metrics;

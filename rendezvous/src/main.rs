@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use supernode_proto::discover::Classifier;
 use supernode_rendezvous::config::Config;
-use supernode_rendezvous::discover::Classifier;
 use supernode_rendezvous::{driver, http, metrics};
 
 #[derive(Debug, Parser)]
@@ -248,25 +248,32 @@ async fn discover(server: SocketAddr, bind: Option<SocketAddr>, json: bool) -> a
         }
     }
     let report = c.report().context("discovery did not finish")?;
+    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        let value = serde_json::json!({
+            "server": report.server.to_string(),
+            "local": addr(report.local),
+            "mapped": addr(report.mapped),
+            "other_address": addr(report.other_address),
+            "alternate_ip": report.alternate_ip,
+            "udp_blocked": report.udp_blocked,
+            "nat": report.nat,
+            "mapping": report.mapping.name(),
+            "filtering": report.filtering.name(),
+        });
+        println!("{value}");
     } else {
+        let dash = |a: Option<String>| a.unwrap_or_else(|| "-".into());
         println!("server:       {}", report.server);
-        println!(
-            "mapped:       {}",
-            report.mapped.map_or("-".into(), |a| a.to_string())
-        );
-        println!(
-            "other:        {}",
-            report.other_address.map_or("-".into(), |a| a.to_string())
-        );
+        println!("mapped:       {}", dash(addr(report.mapped)));
+        println!("other:        {}", dash(addr(report.other_address)));
         println!("udp blocked:  {}", report.udp_blocked);
         println!(
             "nat:          {}",
             report.nat.map_or("unknown".into(), |n| n.to_string())
         );
-        println!("mapping:      {:?}", report.mapping);
-        println!("filtering:    {:?}", report.filtering);
+        println!("mapping:      {}", report.mapping.name());
+        println!("filtering:    {}", report.filtering.name());
         if !report.alternate_ip {
             println!(
                 "note:         server has one IP; address- vs endpoint-independence not distinguishable"

@@ -10,6 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use supernode_proto::signal::NatBehaviour;
+
 use crate::core::{ConnectOutcome, Core, DropReason, MappingClass, Stats};
 
 /// Label of a drop counter.
@@ -33,6 +35,15 @@ pub struct ClassLabel {
     pub class: &'static str,
 }
 
+/// Labels of the NAT report counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NatLabel {
+    /// Mapping behaviour.
+    pub mapping: &'static str,
+    /// Filtering behaviour.
+    pub filtering: &'static str,
+}
+
 /// Label of the relay load gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RelayLabel {
@@ -49,6 +60,7 @@ pub struct Metrics {
     connects: Family<OutcomeLabel, Counter>,
     punches: Counter,
     nat_mapping: Family<ClassLabel, Counter>,
+    nat_reported: Family<NatLabel, Counter>,
     relays: Gauge,
     relay_load: Family<RelayLabel, Gauge>,
     announcements: Counter,
@@ -95,6 +107,11 @@ impl Metrics {
             "nat_mapping_observed",
             "NAT mapping behaviour seen in clients' discovery probes",
             m.nat_mapping.clone(),
+        );
+        r.register(
+            "nat_reported",
+            "NAT behaviour classes peers discovered and reported, once per change per peer",
+            m.nat_reported.clone(),
         );
         r.register("relays", "Relays known and active", m.relays.clone());
         r.register(
@@ -190,6 +207,18 @@ impl Metrics {
                     .nat_mapping
                     .get_or_create(&ClassLabel { class: k.label() });
                 add(&c, now, before);
+            }
+        }
+        for m in NatBehaviour::ALL {
+            for f in NatBehaviour::ALL {
+                let (now, before) = (s.nat_reports(m, f), last.nat_reports(m, f));
+                if now != before {
+                    let label = NatLabel {
+                        mapping: m.label(),
+                        filtering: f.label(),
+                    };
+                    add(&self.nat_reported.get_or_create(&label), now, before);
+                }
             }
         }
         *last = s.clone();

@@ -132,5 +132,18 @@ async fn relays_announce_and_peers_get_credentials() {
     assert_eq!(relays.len(), 1);
     assert_eq!(relays[0].id, "relay-1");
     assert_eq!(relays[0].load_permille, 250);
+
+    // The peer reports what its discovery found; the node counts the class.
+    use supernode_proto::signal::NatBehaviour::{AddressDependent, EndpointIndependent};
+    c.report_nat(Instant::now(), EndpointIndependent, AddressDependent)
+        .unwrap();
+    while let Some(bytes) = c.poll_transmit() {
+        sock.send_to(&bytes, server).await.unwrap();
+    }
+    node.wait_metric(
+        "rendezvous_nat_reported_total{mapping=\"endpoint-independent\",filtering=\"address-dependent\"}",
+        1.0,
+    )
+    .await;
     node.stop().await;
 }

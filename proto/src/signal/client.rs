@@ -210,6 +210,22 @@ impl Client {
         self.send_request(now, Message::RelaysRequest { session, latencies }, None)
     }
 
+    /// Tells the rendezvous what NAT behaviour this peer discovered (for its statistics).
+    pub fn report_nat(
+        &mut self,
+        now: Instant,
+        mapping: super::NatBehaviour,
+        filtering: super::NatBehaviour,
+    ) -> Result<(), Error> {
+        let session = self.session.ok_or(Error::NotRegistered)?;
+        let message = Message::NatReport {
+            session,
+            mapping,
+            filtering,
+        };
+        self.send_request(now, message, None)
+    }
+
     /// Answers an [`Event::Offer`].
     pub fn answer(
         &mut self,

@@ -141,6 +141,39 @@ impl ErrorCode {
     }
 }
 
+/// A NAT behaviour class (RFC 4787), as a peer's RFC 5780 discovery found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NatBehaviour {
+    /// Not determined.
+    Unknown = 0,
+    /// Endpoint-independent.
+    EndpointIndependent = 1,
+    /// Address-dependent.
+    AddressDependent = 2,
+    /// Address-and-port-dependent.
+    AddressAndPortDependent = 3,
+}
+
+impl NatBehaviour {
+    /// Every class, for exporting.
+    pub const ALL: [NatBehaviour; 4] = [
+        NatBehaviour::Unknown,
+        NatBehaviour::EndpointIndependent,
+        NatBehaviour::AddressDependent,
+        NatBehaviour::AddressAndPortDependent,
+    ];
+
+    /// The RFC 4787 name, as metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NatBehaviour::Unknown => "unknown",
+            NatBehaviour::EndpointIndependent => "endpoint-independent",
+            NatBehaviour::AddressDependent => "address-dependent",
+            NatBehaviour::AddressAndPortDependent => "address-and-port-dependent",
+        }
+    }
+}
+
 /// Proof that a registering peer holds its secret key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proof {
@@ -307,6 +340,17 @@ pub enum Message {
         /// When to announce again, seconds.
         interval_secs: u16,
     },
+    /// Request: the NAT behaviour this peer discovered, for the operators' statistics.
+    NatReport {
+        /// The session token.
+        session: [u8; SESSION_LEN],
+        /// Mapping behaviour.
+        mapping: NatBehaviour,
+        /// Filtering behaviour.
+        filtering: NatBehaviour,
+    },
+    /// Response to a NAT report.
+    NatReportAck,
     /// Error response body.
     Error {
         /// What went wrong.
@@ -337,6 +381,8 @@ impl Message {
             Message::Punch { .. } => (Method::Punch, Req),
             Message::Announce { .. } => (Method::Announce, Req),
             Message::AnnounceAck { .. } => (Method::Announce, Ok),
+            Message::NatReport { .. } => (Method::Report, Req),
+            Message::NatReportAck => (Method::Report, Ok),
             Message::Ack { .. } | Message::Error { .. } => return None,
         })
     }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use supernode_proto::identity::PeerId;
+use supernode_proto::signal::NatBehaviour;
 use supernode_proto::signal::message::{NONCE_LEN, SESSION_LEN};
 
 use super::{ConnId, Transport};
@@ -32,6 +33,8 @@ pub(super) struct Peer {
     pub last_seen: Instant,
     /// Smoothed round-trip time, measured on our requests to it.
     pub rtt: Option<Duration>,
+    /// The NAT behaviour it last reported, so a repeated report is not counted twice.
+    pub nat: Option<(NatBehaviour, NatBehaviour)>,
 }
 
 /// The table is full.

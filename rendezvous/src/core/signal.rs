@@ -69,6 +69,23 @@ impl Core {
                     None => self.refuse(route, Method::Relays, tid, DropReason::UnknownSession),
                 }
             }
+            Message::NatReport {
+                session,
+                mapping,
+                filtering,
+            } => match self.registry.authenticate(now, &session, route) {
+                Some(peer) => {
+                    let class = (mapping, filtering);
+                    if let Some(p) = self.registry.get_mut(&peer)
+                        && p.nat != Some(class)
+                    {
+                        p.nat = Some(class);
+                        self.stats.nat_report(mapping, filtering);
+                    }
+                    self.reply(route, Method::Report, tid, Message::NatReportAck);
+                }
+                None => self.refuse(route, Method::Report, tid, DropReason::UnknownSession),
+            },
             Message::Announce {
                 relay_id,
                 seq,
@@ -141,7 +158,10 @@ impl Core {
                 return self.registered(route, tid, session);
             }
         }
-        let rtt = self.registry.get(&id).and_then(|p| p.rtt);
+        let (rtt, nat) = match self.registry.get(&id) {
+            Some(p) => (p.rtt, p.nat),
+            None => (None, None),
+        };
         let peer = Peer {
             route,
             session,
@@ -149,6 +169,7 @@ impl Core {
             nonce_issued: issued,
             last_seen: now,
             rtt,
+            nat,
         };
         match self.registry.insert(id, peer) {
             Ok(_) => {

@@ -3,6 +3,8 @@
 //! They are plain integers because the core is single-threaded; the driver reads them after
 //! each turn of its loop and adds the difference to its metrics, so the metrics stay live.
 
+use supernode_proto::signal::NatBehaviour;
+
 /// Why a message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -180,6 +182,7 @@ pub struct Stats {
     /// Relay announcements accepted.
     pub announcements: u64,
     drops: [u64; DropReason::ALL.len()],
+    nat_reports: [[u64; NatBehaviour::ALL.len()]; NatBehaviour::ALL.len()],
     connects: [u64; ConnectOutcome::ALL.len()],
     mappings: [u64; MappingClass::ALL.len()],
 }
@@ -203,6 +206,16 @@ impl Stats {
     /// Attempts that ended with `outcome` so far.
     pub fn connects(&self, outcome: ConnectOutcome) -> u64 {
         self.connects[outcome as usize]
+    }
+
+    /// Counts a peer's report of its NAT's mapping and filtering behaviour.
+    pub fn nat_report(&mut self, mapping: NatBehaviour, filtering: NatBehaviour) {
+        self.nat_reports[mapping as usize][filtering as usize] += 1;
+    }
+
+    /// Reports of (mapping, filtering) so far.
+    pub fn nat_reports(&self, mapping: NatBehaviour, filtering: NatBehaviour) -> u64 {
+        self.nat_reports[mapping as usize][filtering as usize]
     }
 
     /// Counts a mapping observation.

@@ -2,8 +2,8 @@
 
 use super::{
     Candidate, CandidateKind, ErrorCode, Load, MAX_CANDIDATES, MAX_LATENCIES, MAX_NAME_LEN,
-    MAX_RELAY_ADDRS, MAX_RELAYS, Message, Proof, RelayAddr, RelayEntry, RelayTransport,
-    error_code_from_u8,
+    MAX_RELAY_ADDRS, MAX_RELAYS, Message, NatBehaviour, Proof, RelayAddr, RelayEntry,
+    RelayTransport, error_code_from_u8,
 };
 use crate::identity::PeerId;
 use crate::signal::codec::{Reader, Writer};
@@ -14,11 +14,13 @@ mod tag {
     pub const KEEPALIVE: u8 = 2;
     pub const CONNECT: u8 = 3;
     pub const RELAYS_REQUEST: u8 = 4;
+    pub const NAT_REPORT: u8 = 5;
     pub const CHALLENGE: u8 = 16;
     pub const REGISTERED: u8 = 17;
     pub const KEEPALIVE_ACK: u8 = 18;
     pub const CONNECT_ACK: u8 = 19;
     pub const RELAYS: u8 = 20;
+    pub const NAT_REPORT_ACK: u8 = 21;
     pub const OFFER: u8 = 32;
     pub const ACCEPTED: u8 = 33;
     pub const REFUSED: u8 = 34;
@@ -237,6 +239,17 @@ pub(super) fn encode(m: &Message, w: &mut Writer) -> Result<(), EncodeError> {
             w.u64(*seq);
             w.u16(*interval_secs);
         }
+        Message::NatReport {
+            session,
+            mapping,
+            filtering,
+        } => {
+            w.u8(tag::NAT_REPORT);
+            w.bytes(session);
+            w.u8(*mapping as u8);
+            w.u8(*filtering as u8);
+        }
+        Message::NatReportAck => w.u8(tag::NAT_REPORT_ACK),
         Message::Error { code } => {
             w.u8(tag::ERROR);
             w.u8(*code as u8);
@@ -285,6 +298,14 @@ fn read_relay_addrs(r: &mut Reader<'_>) -> Result<Vec<RelayAddr>, DecodeError> {
         });
     }
     Ok(out)
+}
+
+fn nat(r: &mut Reader<'_>) -> Result<NatBehaviour, DecodeError> {
+    let v = r.u8()?;
+    NatBehaviour::ALL
+        .into_iter()
+        .find(|b| *b as u8 == v)
+        .ok_or(DecodeError::BadValue("nat behaviour"))
 }
 
 fn code(r: &mut Reader<'_>) -> Result<ErrorCode, DecodeError> {
@@ -403,6 +424,12 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
             seq: r.u64()?,
             interval_secs: r.u16()?,
         },
+        tag::NAT_REPORT => Message::NatReport {
+            session: r.array()?,
+            mapping: nat(r)?,
+            filtering: nat(r)?,
+        },
+        tag::NAT_REPORT_ACK => Message::NatReportAck,
         tag::ERROR => Message::Error { code: code(r)? },
         _ => return Err(DecodeError::BadValue("message tag")),
     })

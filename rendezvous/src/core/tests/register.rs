@@ -235,3 +235,49 @@ fn sessions_are_bound_to_the_registered_route() {
         Message::KeepaliveAck { .. }
     ));
 }
+
+#[test]
+fn nat_reports_are_counted_once_per_change() {
+    use supernode_proto::signal::NatBehaviour::{
+        AddressAndPortDependent as Apd, EndpointIndependent as Ei,
+    };
+    let mut sim = Sim::new(config());
+    let a = sim.add_peer(1, "198.51.100.1:40000", 10);
+    sim.register_all();
+    let now = sim.now;
+    sim.peers[a].client.report_nat(now, Ei, Apd).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let now = sim.now;
+    sim.peers[a].client.report_nat(now, Ei, Apd).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.core.stats().nat_reports(Ei, Apd), 1);
+    let now = sim.now;
+    sim.peers[a].client.report_nat(now, Ei, Ei).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.core.stats().nat_reports(Ei, Ei), 1);
+    // Acknowledged: nothing left to retransmit, no failure reported.
+    assert!(
+        !sim.peers[a]
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Failed { .. }))
+    );
+    // An unregistered sender is refused explicitly.
+    let report = Envelope::request(
+        [1; 12],
+        Message::NatReport {
+            session: [0; 16],
+            mapping: Ei,
+            filtering: Ei,
+        },
+    )
+    .unwrap()
+    .encode()
+    .unwrap();
+    assert_eq!(
+        answer(&mut sim, "203.0.113.1:1", &report),
+        Message::Error {
+            code: ErrorCode::NotRegistered
+        }
+    );
+}

@@ -23,11 +23,11 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::signal::NatBehaviour;
+use crate::stun::encode;
 use rand::Rng;
-use serde::Serialize;
-use supernode_proto::stun::encode;
-use supernode_proto::stun_rs::attributes::discovery::{ChangeRequest, ChangeRequestFlags};
-use supernode_proto::stun_rs::{
+use stun_rs::attributes::discovery::{ChangeRequest, ChangeRequestFlags};
+use stun_rs::{
     MessageClass, MessageDecoderBuilder, StunAttribute, StunMessageBuilder, TransactionId,
     methods::BINDING,
 };
@@ -37,9 +37,8 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(300);
 /// Transmissions per test before concluding there is no answer.
 pub const TRIES: u32 = 4;
 
-/// A NAT behaviour class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// A NAT behaviour class, as far as the tests could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// Endpoint-independent.
     EndpointIndependent,
@@ -53,8 +52,37 @@ pub enum Behaviour {
     Unknown,
 }
 
+impl Behaviour {
+    /// Kebab-case name: `endpoint-independent`, `address-dependent`,
+    /// `address-and-port-dependent`, `endpoint-independent-or-address-dependent`, `unknown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::EndpointIndependent => "endpoint-independent",
+            Behaviour::AddressDependent => "address-dependent",
+            Behaviour::AddressAndPortDependent => "address-and-port-dependent",
+            Behaviour::EndpointIndependentOrAddressDependent => {
+                "endpoint-independent-or-address-dependent"
+            }
+            Behaviour::Unknown => "unknown",
+        }
+    }
+
+    /// The class to report to a rendezvous ([`crate::signal::client::Client::report_nat`]);
+    /// an undecided class is reported as unknown.
+    pub fn to_nat(self) -> NatBehaviour {
+        match self {
+            Behaviour::EndpointIndependent => NatBehaviour::EndpointIndependent,
+            Behaviour::AddressDependent => NatBehaviour::AddressDependent,
+            Behaviour::AddressAndPortDependent => NatBehaviour::AddressAndPortDependent,
+            Behaviour::EndpointIndependentOrAddressDependent | Behaviour::Unknown => {
+                NatBehaviour::Unknown
+            }
+        }
+    }
+}
+
 /// The outcome of discovery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// The server probed.
     pub server: SocketAddr,
@@ -333,4 +361,34 @@ impl Classifier {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_udp_gives_up_after_the_retries() {
+        let t0 = Instant::now();
+        let mut c = Classifier::new("192.0.2.1:3578".parse().unwrap(), None, t0);
+        let mut sent = 0;
+        while let Some(at) = c.poll_timeout() {
+            while c.poll_transmit().is_some() {
+                sent += 1;
+            }
+            c.handle_timeout(at);
+        }
+        let r = c.report().unwrap();
+        assert!(r.udp_blocked);
+        assert_eq!(sent, TRIES);
+        assert_eq!(r.mapping, Behaviour::Unknown);
+        assert_eq!(r.mapping.to_nat(), NatBehaviour::Unknown);
+    }
+
+    #[test]
+    fn foreign_answers_are_ignored() {
+        let t0 = Instant::now();
+        let mut c = Classifier::new("192.0.2.1:3578".parse().unwrap(), None, t0);
+        let (_, request) = c.poll_transmit().unwrap();
+        assert!(!c.handle_input(t0, "192.0.2.1:3578".parse().unwrap(), &request));
+        assert!(!c.handle_input(t0, "192.0.2.1:3578".parse().unwrap(), b"junk"));
+        assert!(c.report().is_none());
+    }
+}
