@@ -137,6 +137,11 @@ impl Docker {
         all.extend_from_slice(args);
         self.containers.push(name.to_owned());
         self.run(&all)?;
+        self.ip(name)
+    }
+
+    /// The IPv4 address of container `name` (on its only network).
+    pub fn ip(&self, name: &str) -> Result<Ipv4Addr> {
         let ip = self.run(&[
             "inspect",
             name,
@@ -146,6 +151,20 @@ impl Docker {
         ip.trim()
             .parse()
             .with_context(|| format!("IP of container {name}: {ip:?}"))
+    }
+
+    /// The gateway (the host's address) of network `name`.
+    pub fn gateway(&self, name: &str) -> Result<Ipv4Addr> {
+        let gw = self.run(&[
+            "network",
+            "inspect",
+            name,
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        ])?;
+        gw.trim()
+            .parse()
+            .with_context(|| format!("gateway of network {name}: {gw:?}"))
     }
 
     /// Waits until the image's HEALTHCHECK reports the container healthy.

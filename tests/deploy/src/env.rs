@@ -1,6 +1,7 @@
 //! The test environment: repository paths, node binaries, tools and the skip rule.
 
 use anyhow::{Context, Result, bail, ensure};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -24,9 +25,11 @@ pub fn under_ci() -> bool {
 }
 
 /// Reports a test that cannot run here: prints the reason and returns, or panics under CI.
+/// Written to the process's stderr directly, which the test harness does not capture, so the
+/// reason shows in a normal `cargo test` run.
 pub fn skip(reason: &str) {
     assert!(!under_ci(), "cannot run under CI=true: {reason}");
-    eprintln!("SKIP: {reason}");
+    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
 }
 
 /// True if `tool` is on PATH.

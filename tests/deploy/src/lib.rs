@@ -12,6 +12,8 @@
 //!   a Debian root filesystem made with debootstrap (cached under `/var/tmp`) is imported as
 //!   the runtime base, binaries built on the host go into a `FROM scratch` image, and the
 //!   Dockerfile's own `runtime` stage is built on top of both.
+//! - [`compose`]: brings up the node services of `deploy/docker-compose.yml` with
+//!   `docker-compose`, on a network the test owns and without publishing host ports.
 //! - [`turn`]: a TURN client over UDP, just enough to allocate and relay data.
 //! - [`promql`] and [`exposition`]: metric names used by queries and names a node exports, for
 //!   checking the dashboard and rules against the real binaries.
@@ -22,6 +24,7 @@
 //! Every network exchange goes to loopback or to containers on a Docker network the test
 //! created itself; every wait is bounded.
 
+pub mod compose;
 pub mod docker;
 pub mod env;
 pub mod exposition;

@@ -180,3 +180,42 @@ pub fn error_code(msg: &StunMessage) -> Option<u16> {
         .and_then(|a| a.as_error_code().ok())
         .map(|e| e.error_code().error_code())
 }
+
+/// Allocates on `relay` as `user`, then relays `payload` from the client to a peer socket
+/// bound on `peer_ip` and back. The relayed address the relay advertises is returned;
+/// `reach` maps it to where the peer actually sends (the same address, unless the relay
+/// advertises an external address that this host cannot use).
+pub fn round_trip(
+    relay: SocketAddr,
+    secret: &str,
+    user: &str,
+    peer_ip: std::net::IpAddr,
+    reach: impl Fn(SocketAddr) -> SocketAddr,
+    payload: &[u8],
+) -> Result<SocketAddr> {
+    let mut client = Client::new(relay, secret, "supernode", user)?;
+    let relayed = client.allocate()?;
+    let target = reach(relayed);
+    let peer = UdpSocket::bind((peer_ip, 0))?;
+    peer.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let peer_addr = peer.local_addr()?;
+    client.permit(peer_addr)?;
+    client.send(peer_addr, payload)?;
+    let mut buf = [0u8; 2048];
+    let (n, from) = peer
+        .recv_from(&mut buf)
+        .context("peer receives no relayed data")?;
+    ensure!(&buf[..n] == payload, "peer received other bytes");
+    ensure!(
+        from == target,
+        "data came from {from}, not the relayed socket {target}"
+    );
+    peer.send_to(payload, target)?;
+    let (from, data) = client.receive(Duration::from_secs(3))?;
+    ensure!(
+        from == peer_addr,
+        "Data indication names {from}, not the peer {peer_addr}"
+    );
+    ensure!(data == payload, "client received other bytes");
+    Ok(relayed)
+}

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use supernode_deploy_tests::docker::Docker;
 use supernode_deploy_tests::exposition::{self, Exported};
@@ -22,29 +22,6 @@ const SECRET: &str = "cluster-test-secret";
 const RANGES: [(u16, u16); 2] = [(49160, 49179), (49180, 49199)];
 /// Bytes each relayed message carries.
 const PAYLOAD: &[u8] = &[0x5A; 100];
-
-/// Allocates on `relay`, relays one message each way to a peer socket on the host (reached
-/// by the relay at `host_ip`, the host's address on the Docker network). Returns the relayed
-/// address.
-fn relay_through(relay: SocketAddr, host_ip: Ipv4Addr, user: &str) -> SocketAddr {
-    let mut client = turn::Client::new(relay, SECRET, "supernode", user).unwrap();
-    let relayed = client.allocate().unwrap();
-    let peer = UdpSocket::bind((host_ip, 0)).unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let peer_addr = peer.local_addr().unwrap();
-    client.permit(peer_addr).unwrap();
-    client.send(peer_addr, PAYLOAD).unwrap();
-    let mut buf = [0u8; 512];
-    let (n, from) = peer
-        .recv_from(&mut buf)
-        .expect("peer receives relayed data");
-    assert_eq!(&buf[..n], PAYLOAD);
-    assert_eq!(from, relayed, "data arrives from the relayed address");
-    peer.send_to(PAYLOAD, relayed).unwrap();
-    let (from, data) = client.receive(Duration::from_secs(3)).unwrap();
-    assert_eq!((from, data.as_slice()), (peer_addr, PAYLOAD));
-    relayed
-}
 
 #[test]
 fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
@@ -65,18 +42,7 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
 
     let net = docker.name("net");
     let subnet = docker.network(&net).unwrap();
-    let gateway: Ipv4Addr = docker
-        .run(&[
-            "network",
-            "inspect",
-            &net,
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ])
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let gateway = docker.gateway(&net).unwrap();
 
     let rdv_name = docker.name("rendezvous");
     let rdv_ip = docker
@@ -122,11 +88,15 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
 
     // A client on the host relays through each relay to a peer on the host.
     for (i, (_, ip)) in relays.iter().enumerate() {
-        let relayed = relay_through(
+        let relayed = turn::round_trip(
             SocketAddr::from((*ip, 3478)),
-            gateway,
+            SECRET,
             &format!("client{i}"),
-        );
+            gateway.into(),
+            |a| a,
+            PAYLOAD,
+        )
+        .unwrap();
         assert_eq!(relayed.ip(), *ip, "relayed address is the container's");
         let (min, max) = RANGES[i];
         assert!(
