@@ -30,4 +30,7 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/
   systemctl stop coturn || true
 fi
 
+# Binaries first: some tests run other packages' binaries (the NAT lab runs
+# supernode-rendezvous inside its namespaces), which `cargo test` alone does not build.
+cargo build --workspace --bins --locked
 exec cargo test --workspace --locked "$@"
