@@ -3,23 +3,34 @@
 #
 # Inside a container the defaults of the binaries (loopback only) are useless, so this fills in
 # what a container needs unless the operator already set it, by environment or mounted file:
-# - listen on all interfaces (UDP and TCP), metrics on all interfaces;
-# - relay sockets bound to the container's own IP: the relay needs a concrete local address,
-#   never 0.0.0.0, and inside Docker that address is only known at start. `hostname -i` gives
-#   it (the first one, if the container is on several networks).
+# - without a config file: listen on all interfaces (UDP and TCP), metrics on all interfaces;
+# - relay sockets bound to the container's own IP, unless SUPERNODE_RELAY_ADDRESS or the
+#   file's relay.addresses says otherwise: the relay needs a concrete local address, never
+#   0.0.0.0, and inside Docker that address is only known at start. `hostname -i` gives it
+#   (the first one, if the container is on several networks).
 # SUPERNODE_RELAY_EXTERNAL (what clients are told) is never guessed: behind Docker's NAT only
 # the operator knows the host's public address. Without it clients are told the container IP,
 # which is right only for clients on the same Docker network or with host networking.
 set -eu
 
-# A mounted config file sets its own addresses; flags and env would override it, so leave
-# them alone then.
-has_config() {
-  [ -n "${SUPERNODE_RELAY_CONFIG:-}${SUPERNODE_RENDEZVOUS_CONFIG:-}" ] && return 0
+# The config file given by environment ($1) or flag (the rest), if any.
+config_file() {
+  file="$1"
+  shift
+  prev=""
   for arg in "$@"; do
-    case "$arg" in -c|--config|--config=*) return 0 ;; esac
+    case "$arg" in
+      --config=*) file="${arg#--config=}" ;;
+      *) if [ "$prev" = "-c" ] || [ "$prev" = "--config" ]; then file="$arg"; fi ;;
+    esac
+    prev="$arg"
   done
-  return 1
+  echo "$file"
+}
+
+# True if the relay config file "$1" sets relay.addresses itself.
+file_sets_addresses() {
+  [ -n "$1" ] && grep -Eq '^[[:space:]]*addresses[[:space:]]*=' "$1"
 }
 
 container_ip() {
@@ -57,17 +68,23 @@ role="${1:-relay}"
 
 case "$role" in
   relay)
-    if ! has_config "$@"; then
+    config="$(config_file "${SUPERNODE_RELAY_CONFIG:-}" "$@")"
+    # Listeners: a config file says where; without one, all interfaces (env still wins).
+    if [ -z "$config" ]; then
       export SUPERNODE_RELAY_LISTEN_UDP="${SUPERNODE_RELAY_LISTEN_UDP:-0.0.0.0:3478}"
       export SUPERNODE_RELAY_LISTEN_TCP="${SUPERNODE_RELAY_LISTEN_TCP:-0.0.0.0:3478}"
       export SUPERNODE_RELAY_METRICS="${SUPERNODE_RELAY_METRICS:-0.0.0.0:9641}"
-      export SUPERNODE_RELAY_ADDRESS="${SUPERNODE_RELAY_ADDRESS:-$(container_ip)}"
+    fi
+    # The relay address: only the container knows it, so it is filled in unless the
+    # operator set it (by environment, or as relay.addresses in the file).
+    if [ -z "${SUPERNODE_RELAY_ADDRESS:-}" ] && ! file_sets_addresses "$config"; then
+      export SUPERNODE_RELAY_ADDRESS="$(container_ip)"
     fi
     resolve_rendezvous
     exec supernode-relay "$@"
     ;;
   rendezvous)
-    if ! has_config "$@"; then
+    if [ -z "$(config_file "${SUPERNODE_RENDEZVOUS_CONFIG:-}" "$@")" ]; then
       export SUPERNODE_RENDEZVOUS_LISTEN="${SUPERNODE_RENDEZVOUS_LISTEN:-0.0.0.0:3578}"
       export SUPERNODE_RENDEZVOUS_METRICS="${SUPERNODE_RENDEZVOUS_METRICS:-0.0.0.0:9578}"
     fi

@@ -59,6 +59,7 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
             ],
         )
         .unwrap();
+    let config = env::deploy_dir().join("config/relay.toml");
     let mut relays = Vec::new();
     for (i, (min, max)) in RANGES.iter().enumerate() {
         let name = docker.name(&format!("relay-{}", i + 1));
@@ -76,6 +77,17 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
         let mut args = Vec::new();
         for e in &env {
             args.extend(["-e", e.as_str()]);
+        }
+        // relay-2 reads the example config file (listeners, metrics, quota), as an operator
+        // mounting it would; the entrypoint still fills in the relay address it leaves out.
+        let mount = format!("{}:/etc/supernode/relay.toml:ro", config.display());
+        if i == 1 {
+            args.extend([
+                "-v",
+                &mount,
+                "-e",
+                "SUPERNODE_RELAY_CONFIG=/etc/supernode/relay.toml",
+            ]);
         }
         args.extend([images.runtime.as_str(), "relay"]);
         let ip = docker.start(&name, &net, &args).unwrap();

@@ -55,6 +55,17 @@ fn compose_file_is_valid_and_matches_the_binaries() {
     }
 
     let (relay_bin, rendezvous_bin) = env::node_binaries().expect("node binaries");
+    // The example config file for containers is one the relay accepts.
+    let out = Command::new(&relay_bin)
+        .args(["check-config", "--config"])
+        .arg(env::deploy_dir().join("config/relay.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let relay_env = env_vars(&relay_bin);
     let rdv_env = env_vars(&rendezvous_bin);
     assert!(
