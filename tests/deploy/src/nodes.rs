@@ -24,7 +24,7 @@ impl Node {
     pub fn start(bin: &Path, args: &[String], metrics: SocketAddr, path: &str) -> Result<Self> {
         let child = Command::new(bin)
             .args(args)
-            .env("SUPERNODE_LOG", "warn")
+            .env("SUPERNODE_LOG", "error")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

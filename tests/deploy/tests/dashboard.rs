@@ -208,6 +208,25 @@ fn grafana_provisioning_fits_dashboard_and_compose() {
         d["panels"].as_array().unwrap().len(),
         "panel ids repeat"
     );
+    // Panels fit the 24-column grid and do not overlap.
+    let boxes: Vec<(u64, u64, u64, u64)> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let g = &p["gridPos"];
+            let n = |k: &str| g[k].as_u64().unwrap();
+            (n("x"), n("y"), n("w"), n("h"))
+        })
+        .collect();
+    for (i, a) in boxes.iter().enumerate() {
+        assert!(a.0 + a.2 <= 24, "panel {i} wider than the grid: {a:?}");
+        for b in &boxes[i + 1..] {
+            let apart =
+                a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+            assert!(apart, "panels overlap: {a:?} {b:?}");
+        }
+    }
 
     // The dashboard provider reads the folder compose mounts the dashboards into.
     let provider = yaml("grafana/provisioning/dashboards/supernode.yml");
