@@ -97,6 +97,28 @@ fn image_runs_a_cluster_that_relays_and_is_scraped_by_prometheus() {
     for (name, _) in &relays {
         docker.wait_healthy(name).unwrap();
     }
+    // The nodes run unprivileged, and the health check fails when the endpoint is not there
+    // (here: pointed at a closed port), not only passes.
+    assert_eq!(
+        docker
+            .run(&["exec", &relays[0].0, "id", "-u"])
+            .unwrap()
+            .trim(),
+        "10001"
+    );
+    assert!(
+        docker
+            .run(&["exec", &rdv_name, "supernode-healthcheck"])
+            .is_ok()
+    );
+    let broken = docker.run(&[
+        "exec",
+        "-e",
+        "SUPERNODE_HEALTH_ADDR=127.0.0.1:1",
+        &relays[0].0,
+        "supernode-healthcheck",
+    ]);
+    assert!(broken.is_err(), "health check passed against a closed port");
 
     // A client on the host relays through each relay to a peer on the host.
     for (i, (_, ip)) in relays.iter().enumerate() {
