@@ -4,7 +4,8 @@
 #
 # Installs what the tests need from Debian's packages when it runs as root and something is
 # missing: coturn (turnutils_uclient, turnutils_peer, turnutils_stunclient), nftables and
-# iproute2 (NAT lab), curl (metrics checks), procps.
+# iproute2 (NAT lab), curl (metrics checks), procps, debootstrap and prometheus (deploy tests,
+# which also need the Docker engine the machine provides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v tc >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v sysctl >/dev/null || need+=(procps)
+command -v debootstrap >/dev/null || need+=(debootstrap)      # deploy: local base image
+command -v promtool >/dev/null || need+=(prometheus)          # deploy: promtool, prometheus
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing test dependencies: ${need[*]}"
