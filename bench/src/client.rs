@@ -166,17 +166,24 @@ impl TurnClient {
         }
     }
 
-    /// Allocates and returns the relayed address.
+    /// Allocates and returns the relayed address. A 437 means the server still holds an
+    /// allocation on this 5-tuple (an earlier run's, on a reused port): move to another port.
     pub fn allocate(&mut self) -> anyhow::Result<SocketAddr> {
         let udp: StunAttribute =
             RequestedTrasport::from(supernode_proto::stun_rs::protocols::UDP).into();
-        let resp = self.transact(ALLOCATE, &[udp])?;
-        let relayed = resp
-            .get::<XorRelayedAddress>()
-            .and_then(|a| a.as_xor_relayed_address().ok())
-            .map(|a| *a.socket_address())
-            .with_context(|| format!("Allocate failed: {:?}", error_code(&resp)))?;
-        Ok(relayed)
+        for _ in 0..ATTEMPTS {
+            let resp = self.transact(ALLOCATE, std::slice::from_ref(&udp))?;
+            if error_code(&resp) == Some(437) {
+                self.rebind()?;
+                continue;
+            }
+            return resp
+                .get::<XorRelayedAddress>()
+                .and_then(|a| a.as_xor_relayed_address().ok())
+                .map(|a| *a.socket_address())
+                .with_context(|| format!("Allocate failed: {:?}", error_code(&resp)));
+        }
+        bail!("Allocate failed: every port tried already has an allocation")
     }
 
     /// Deletes the allocation (Refresh with LIFETIME 0).
