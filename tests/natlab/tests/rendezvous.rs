@@ -3,7 +3,7 @@
 //!
 //! Needs the `supernode-rendezvous` binary: `cargo build -p supernode-rendezvous` with the same
 //! target directory, or `SUPERNODE_RENDEZVOUS_BIN=/path`. Without it the test is skipped with
-//! a printed reason.
+//! a printed reason, except under `CI=true`, where it fails.
 
 mod common;
 
@@ -55,6 +55,11 @@ fn discovery_from_behind_each_nat_reports_the_configured_behaviour() {
         return;
     }
     let Some(bin) = rendezvous_bin() else {
+        // tests/run-all.sh builds every binary first, so under CI a missing one is a failure.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no supernode-rendezvous binary next to natlab-probe under CI=true"
+        );
         eprintln!(
             "skipping rendezvous discovery test: no supernode-rendezvous binary next to \
              natlab-probe (run `cargo build -p supernode-rendezvous` first)"
